@@ -32,13 +32,15 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && "$PY" -c 'import mmcv.o
     exit 0
 fi
 
-step "build tools and numpy"
-"${PIP[@]}" install -q "setuptools<70" wheel ninja "numpy>=2.0,<2.3"
-
 step "torch $TORCH_VERSION"
 torch_args=()
 [ -n "${OTXLITE_TORCH_INDEX:-}" ] && torch_args=(--extra-index-url "$OTXLITE_TORCH_INDEX")
 "${PIP[@]}" install -q "torch==$TORCH_VERSION" "${torch_args[@]}"
+
+step "build tools and mmcv's runtime dependencies"
+# mmcv 2.1.0's setup.py imports pkg_resources: setuptools<70. OpenCV is pinned (see pyproject.toml).
+"${PIP[@]}" install -q "setuptools<70" wheel ninja "numpy>=2.0,<2.3" "mmengine==0.10.7" \
+    "opencv-python==4.12.0.88" "opencv-python-headless==4.12.0.88"
 
 if "$PY" -c 'import mmcv.ops' 2>/dev/null; then
     step "mmcv $MMCV_VERSION with compiled ops: already installed"
@@ -50,6 +52,7 @@ else
     step "mmcv $MMCV_VERSION: looking for a prebuilt wheel (PIP_FIND_LINKS, $cache)"
     if ! "${PIP[@]}" install -q --no-deps --only-binary=:all: --find-links "$cache" "mmcv==$MMCV_VERSION" 2>/dev/null \
         || ! "$PY" -c 'import mmcv.ops' 2>/dev/null; then
+        step "mmcv $MMCV_VERSION: no usable prebuilt wheel"
         command -v "${CXX:-g++}" >/dev/null || die "no C++ compiler found to build mmcv's ops. Install one (Debian/Ubuntu: apt-get install g++) and rerun."
         inc=$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
         [ -f "$inc/Python.h" ] || die "Python headers missing ($inc/Python.h). Install them (Debian/Ubuntu: apt-get install python3-dev) and rerun."
