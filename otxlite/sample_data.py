@@ -60,7 +60,9 @@ def make_sample_dataset(
     previous run with more images left behind.
     """
     if num_train < 1 or num_val < 1:
-        raise ValueError(f"each subset needs at least one image, got train={num_train}, val={num_val}")
+        raise ValueError(
+            f"each subset needs at least one image, got train={num_train}, val={num_val}"
+        )
     if size < 64:
         raise ValueError(f"image size must be at least 64 px, got {size}")
     if seed < 0:
@@ -73,7 +75,7 @@ def make_sample_dataset(
 
 
 def summarize_sample_dataset(out_dir: Path) -> str:
-    """One line: images and instances per class of each subset written by ``make_sample_dataset``."""
+    """One line: images and instances per class of each subset under ``out_dir``."""
     parts = []
     for subset in SUBSETS:
         coco = json.loads((Path(out_dir) / "annotations" / f"instances_{subset}.json").read_text())
@@ -91,7 +93,9 @@ def summarize_sample_dataset(out_dir: Path) -> str:
     return f"{out_dir}: " + "; ".join(parts)
 
 
-def _write_subset(out_dir: Path, subset: str, num_images: int, size: int, rng: np.random.Generator) -> None:
+def _write_subset(
+    out_dir: Path, subset: str, num_images: int, size: int, rng: np.random.Generator
+) -> None:
     """Render ``num_images`` images of one subset and write them with their COCO JSON."""
     image_dir = out_dir / "images" / subset
     image_dir.mkdir(parents=True, exist_ok=True)
@@ -126,7 +130,9 @@ def _write_subset(out_dir: Path, subset: str, num_images: int, size: int, rng: n
     coco = {
         "info": {"description": "otxlite synthetic shapes sample dataset"},
         "licenses": [],
-        "categories": [{"id": i + 1, "name": name, "supercategory": "shape"} for i, name in enumerate(CLASSES)],
+        "categories": [
+            {"id": i + 1, "name": name, "supercategory": "shape"} for i, name in enumerate(CLASSES)
+        ],
         "images": images,
         "annotations": annotations,
     }
@@ -152,7 +158,7 @@ def _label_bag(rng: np.random.Generator) -> Iterator[str]:
 def _render_image(
     size: int, labels: list[str], with_crowd: bool, rng: np.random.Generator
 ) -> tuple[np.ndarray, list[_Instance]]:
-    """Draw background, optional crowd cluster and objects in order; return BGR image and instances."""
+    """Draw background, optional crowd cluster and objects in order; return image and instances."""
     image = _background(size, rng)
     instances: list[_Instance] = []
     if with_crowd:
@@ -191,7 +197,8 @@ def _crowd_instance(size: int, rng: np.random.Generator) -> _Instance:
         offset = rng.uniform(-0.8, 0.8, 2) * radius
         _circle(mask, center + offset, size * rng.uniform(0.02, 0.035))
     full = mask.astype(bool)
-    return _Instance("disc", (float(center[0]), float(center[1])), radius, full, full.copy(), is_crowd=True)
+    xy = (float(center[0]), float(center[1]))
+    return _Instance("disc", xy, radius, full, full.copy(), is_crowd=True)
 
 
 def _place_object(
@@ -220,7 +227,7 @@ def _place_object(
 def _sample_center(
     mode: str, radius: float, size: int, targets: list[_Instance], rng: np.random.Generator
 ) -> np.ndarray:
-    """Object centre: anywhere inside, touching/overlapping an earlier object, or across a border."""
+    """Object centre: anywhere inside, touching/overlapping an earlier object, or on a border."""
     center = rng.uniform(radius, size - radius, 2)
     if mode == "overlap":
         other = targets[int(rng.integers(len(targets)))]
@@ -317,7 +324,8 @@ def _paint(image: np.ndarray, mask: np.ndarray, label: str, rng: np.random.Gener
     along = np.cos(angle) * xx + np.sin(angle) * yy
     texture = rng.integers(3)
     if texture == 0:  # stripes
-        shade = 1.0 + rng.uniform(0.1, 0.2) * np.sign(np.sin(2 * np.pi * along / rng.uniform(5, 12)))
+        stripes = np.sign(np.sin(2 * np.pi * along / rng.uniform(5, 12)))
+        shade = 1.0 + rng.uniform(0.1, 0.2) * stripes
     elif texture == 1:  # linear gradient across the object
         ys, xs = np.nonzero(mask)
         span = along[ys, xs]
@@ -348,7 +356,9 @@ def _annotation(instance: _Instance, uncompressed_rle: bool) -> dict:
 
 def _polygons(mask: np.ndarray) -> list[list[int]]:
     """One flat ``[x, y, ...]`` polygon per connected part; parts under 3 points are dropped."""
-    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    contours, _ = cv2.findContours(
+        mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE
+    )
     return [contour.reshape(-1).tolist() for contour in contours if len(contour) >= 3]
 
 

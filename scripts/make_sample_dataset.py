@@ -18,8 +18,8 @@ def main(argv: list[str] | None = None) -> None:
     """Parse arguments, write the dataset and print a one-line summary."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out_dir", type=Path, help="output folder (Datumaro/COCO layout)")
-    parser.add_argument("--train", type=int, default=24, help="number of train images (default: 24)")
-    parser.add_argument("--val", type=int, default=8, help="number of val images (default: 8)")
+    parser.add_argument("--train", type=int, default=24, help="train images (default: 24)")
+    parser.add_argument("--val", type=int, default=8, help="val images (default: 8)")
     parser.add_argument("--size", type=int, default=192, help="image side in pixels (default: 192)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     args = parser.parse_args(argv)

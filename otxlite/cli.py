@@ -1,0 +1,147 @@
+"""The ``otxlite`` command line: one thin function per verb; the work happens in the functions they call.
+
+Heavy libraries (torch, mmdet, openvino) are imported inside the verbs, so ``otxlite --help`` is fast.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from otxlite import __version__
+from otxlite.console import console, err_console
+from otxlite.errors import OtxliteError
+
+app = typer.Typer(
+    name="otxlite",
+    help="Train, evaluate, export and quantize instance segmentation models for Intel CPUs.\n\n"
+    "Typical flow: otxlite find -> otxlite train -> otxlite eval -> otxlite export -> otxlite optimize -> "
+    "otxlite predict. Every verb writes into one run folder (-o) and prints where.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+
+Output = Annotated[Optional[Path], typer.Option("--output", "-o", help="Run folder (default: a new folder under otxlite-runs/).")]
+Verbose = Annotated[bool, typer.Option("--verbose", help="Show full tracebacks on errors.")]
+DataFormat = Annotated[Optional[str], typer.Option("--data-format", help="Force a dataset format: coco, voc, cvat, labelme, yolo, cityscapes, azureml (default: detected).")]
+Device = Annotated[str, typer.Option("--device", help="cpu, cuda or auto.")]
+
+
+def _use_device(device: str) -> None:
+    """Hide GPUs for --device cpu; fail early if cuda is asked for but absent."""
+    if device not in ("auto", "cpu", "cuda"):
+        raise OtxliteError(f"--device {device}: choose cpu, cuda or auto.")
+    if device == "cpu":
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    elif device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise OtxliteError("--device cuda: no CUDA device is available here. Use --device cpu.")
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"otxlite {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False,
+) -> None:
+    """otxlite: instance segmentation from YAML templates, for Intel CPUs."""
+
+
+@app.command()
+def find(verbose: Verbose = False) -> None:
+    """List the model templates: id, name, GFLOPs, size and path."""
+    from rich.table import Table
+
+    from otxlite.templates import list_templates
+
+    table = Table(title="otxlite templates (GFLOPs and size at the template's input size)")
+    for column in ("id", "name", "GFLOPs", "size MB", "input size", "path"):
+        table.add_column(column, justify="right" if column in ("GFLOPs", "size MB") else "left", overflow="fold")
+    for t in list_templates():
+        size = t.hyper_parameters.get("data", {}).get("input_size")
+        table.add_row(t.model_template_id, t.name, f"{t.gigaflops:.1f}" if t.gigaflops else "-",
+                      f"{t.size:.1f}" if t.size else "-", "x".join(map(str, size)) if size else "-",
+                      os.path.relpath(t.path))
+    console.print(table)
+
+
+@app.command()
+def train(
+    template: Annotated[str, typer.Argument(help="Template YAML path, id or name (see `otxlite find`).")],
+    train_data_roots: Annotated[Path, typer.Option("--train-data-roots", help="Training dataset folder.")],
+    val_data_roots: Annotated[Optional[Path], typer.Option("--val-data-roots", help="Validation dataset folder (default: the train folder's val subset, or an 80/20 split).")] = None,
+    output: Output = None,
+    param: Annotated[Optional[list[str]], typer.Option("--param", help="Override a hyper-parameter: KEY=VALUE, e.g. learning_parameters.num_iters=2 or data.input_size=[320,320]. Repeatable.")] = None,
+    load_weights: Annotated[Optional[Path], typer.Option("--load-weights", help="Start from an otxlite weights.pth or an MMDetection checkpoint.")] = None,
+    resume_from: Annotated[Optional[Path], typer.Option("--resume-from", help="Continue an interrupted run from its models/last.pth.")] = None,
+    no_pretrained: Annotated[bool, typer.Option("--no-pretrained", help="Do not download ImageNet backbone weights.")] = False,
+    data_format: DataFormat = None,
+    skip_bad_images: Annotated[bool, typer.Option("--skip-bad-images", help="Skip unreadable images instead of stopping.")] = False,
+    device: Device = "auto",
+    verbose: Verbose = False,
+) -> None:
+    """Train a template on a dataset; writes models/weights.pth, results.csv, plots/ and performance.json.
+
+    Example: otxlite train MaskRCNN-EfficientNetB2B --train-data-roots data/sample -o runs/effnet
+    """
+    _use_device(device)
+    from otxlite.engine.train import train as run_training
+    from otxlite.summary import print_summary
+
+    result = run_training(template, train_data_roots, val_data_roots, output, param or [], load_weights, resume_from,
+                          not no_pretrained, data_format, skip_bad_images)
+    print_summary("Training finished", result.performance, {
+        "weights": result.weights, "label schema": result.weights.parent / "label_schema.json",
+        "results": result.run_dir / "results.csv", "plots": result.run_dir / "plots",
+        "logs": result.run_dir / "logs", "config": result.run_dir / "config.py",
+        "performance": result.run_dir / "performance.json"})
+
+
+@app.command("eval")
+def evaluate(
+    load_weights: Annotated[Path, typer.Option("--load-weights", help="A trained model: weights.pth or openvino.xml.")],
+    test_data_roots: Annotated[Path, typer.Option("--test-data-roots", help="Test dataset folder.")],
+    output: Output = None,
+    data_format: DataFormat = None,
+    device: Device = "auto",
+    verbose: Verbose = False,
+) -> None:
+    """Measure a model with COCO mask/bbox mAP, mAP@50, F-measure and per-class mask mAP; writes performance.json."""
+    _use_device(device)
+    from otxlite.evaluate import evaluate as run_evaluation
+    from otxlite.summary import print_summary
+
+    performance, out = run_evaluation(load_weights, test_data_roots, output, data_format)
+    print_summary("Evaluation finished", performance, {"performance": out})
+
+
+def main() -> None:
+    """Console entry point: user errors become one paragraph and a non-zero exit code."""
+    verbose = "--verbose" in sys.argv
+    try:
+        app(prog_name="otxlite")
+    except OtxliteError as err:
+        if verbose:
+            traceback.print_exc()
+        err_console.print(f"[bold red]Error:[/] {err}", soft_wrap=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err_console.print("Interrupted.")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Training and evaluation on mmengine's Runner: config building, hooks, metrics, checkpoints."""

@@ -1,0 +1,76 @@
+"""otxlite's self-contained ``weights.pth`` and safe loading of checkpoints.
+
+``weights.pth`` holds only tensors and plain Python values, so ``torch.load(weights_only=True)``
+reads it: state dict, resolved config (text), labels, confidence threshold, otxlite version.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+
+from otxlite import __version__
+from otxlite.errors import OtxliteError
+from otxlite.fileio import atomic_path
+
+FORMAT_VERSION = 1
+
+
+def save_weights(path: Path, state_dict: dict[str, torch.Tensor], config_text: str, labels: list[str],
+                 confidence_threshold: float, template_id: str, metrics: dict[str, float] | None = None) -> Path:
+    """Write a self-contained ``weights.pth`` atomically."""
+    payload = {
+        "otxlite_format": FORMAT_VERSION,
+        "otxlite_version": __version__,
+        "state_dict": {key: value.detach().cpu() for key, value in state_dict.items()},
+        "config": config_text,
+        "labels": list(labels),
+        "confidence_threshold": float(confidence_threshold),
+        "template_id": template_id,
+        "metrics": {key: float(value) for key, value in (metrics or {}).items()},
+    }
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+    return Path(path)
+
+
+def load_weights(path: Path) -> dict[str, Any]:
+    """Read an otxlite ``weights.pth`` (weights only: no code runs from the file)."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises several types for corrupt or foreign files
+        raise OtxliteError(f"--load-weights {path}: cannot read it as an otxlite weights.pth ({err}).") from err
+    if not isinstance(payload, dict) or "otxlite_format" not in payload:
+        raise OtxliteError(f"--load-weights {path}: this is not an otxlite weights.pth (no otxlite metadata). "
+                           "Use the models/weights.pth of an otxlite training run.")
+    if payload["otxlite_format"] != FORMAT_VERSION:
+        raise OtxliteError(
+            f"--load-weights {path}: written by otxlite {payload.get('otxlite_version')} in format "
+            f"{payload['otxlite_format']}; this otxlite ({__version__}) reads format {FORMAT_VERSION}. "
+            "Use the otxlite version that trained it, or retrain."
+        )
+    return payload
+
+
+def is_otxlite_weights(path: Path) -> bool:
+    """True if ``path`` is an otxlite ``weights.pth`` (as opposed to a plain MMDetection checkpoint)."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:
+        return False
+    return isinstance(payload, dict) and "otxlite_format" in payload
+
+
+@contextmanager
+def trusted_mmengine_checkpoints() -> Iterator[None]:
+    """Allow the classes mmengine puts into its own resume checkpoints (the user's own run)."""
+    import numpy as np
+    from mmengine.logging import HistoryBuffer
+
+    allowed = [HistoryBuffer, np.core.multiarray._reconstruct, np.ndarray, np.dtype,
+               type(np.dtype("float64")), type(np.dtype("int64")), np.float64, np.int64]
+    with torch.serialization.safe_globals(allowed):
+        yield

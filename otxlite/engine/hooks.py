@@ -1,0 +1,225 @@
+"""otxlite's mmengine hooks. Each has one job; their order relative to MMDetection's EMAHook matters.
+
+Per epoch, with validation, the Runner calls (lower priority number first):
+
+    train iters ...          ResultsCsvHook (70) sums losses, ProgressHook (90) advances the bar
+    after_train_epoch        RunFolderHook (48) writes models/last.pth atomically
+    before_val_epoch         EMAHook (49) swaps the EMA weights into the model
+    after_val_epoch          RunFolderHook (48) writes models/weights.pth if mask mAP improved
+                             (the EMA weights are still in the model), EMAHook (49) swaps back,
+                             ResultsCsvHook (70) appends a row, ProgressHook (90) prints metrics
+    after_run                PlotsHook (80) draws curves and validation predictions
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from mmdet.registry import HOOKS
+from mmengine.dist import is_main_process
+from mmengine.hooks import Hook
+
+from otxlite.engine.checkpoint import save_weights
+from otxlite.engine.config import MONITOR
+from otxlite.fileio import atomic_path, write_text_atomic
+
+
+@HOOKS.register_module()
+class RunFolderHook(Hook):
+    """Writes ``models/last.pth`` every epoch and ``models/weights.pth`` for the best validation mask mAP."""
+
+    priority = 48
+
+    def __init__(self, models_dir: str, labels: list[str], template_id: str, confidence_threshold: float,
+                 result_based_threshold: bool) -> None:
+        self.models_dir = Path(models_dir)
+        self.labels = labels
+        self.template_id = template_id
+        self.confidence_threshold = confidence_threshold
+        self.result_based_threshold = result_based_threshold
+        self.best = -math.inf
+
+    def after_train_epoch(self, runner: Any) -> None:
+        """Save a resumable checkpoint; a crash while writing leaves the previous one intact."""
+        if is_main_process():
+            with atomic_path(self.models_dir / "last.pth") as tmp:
+                runner.save_checkpoint(str(tmp.parent), tmp.name, save_optimizer=True, save_param_scheduler=True)
+        if runner.val_loop is None or not runner.train_loop.max_epochs:
+            self._save_weights(runner, {})
+
+    def after_val_epoch(self, runner: Any, metrics: dict[str, float] | None = None) -> None:
+        """Keep the best model by validation mask mAP, with its F1-optimal confidence threshold."""
+        metrics = metrics or {}
+        score = metrics.get(MONITOR, -1.0)
+        if score > self.best:
+            self.best = score
+            self._save_weights(runner, metrics)
+
+    def _save_weights(self, runner: Any, metrics: dict[str, float]) -> None:
+        if not is_main_process():
+            return
+        threshold = self.confidence_threshold
+        if self.result_based_threshold and "coco/best_confidence_threshold" in metrics:
+            threshold = metrics["coco/best_confidence_threshold"]
+        model = runner.model.module if hasattr(runner.model, "module") else runner.model
+        save_weights(self.models_dir / "weights.pth", model.state_dict(), runner.cfg.pretty_text, self.labels,
+                     threshold, self.template_id,
+                     {k.removeprefix("coco/"): v for k, v in metrics.items() if isinstance(v, (int, float))}
+                     | {"epoch": runner.epoch})
+
+
+@HOOKS.register_module()
+class ResultsCsvHook(Hook):
+    """Appends one row per epoch to ``results.csv``: mean losses, learning rate, validation metrics."""
+
+    priority = 70
+
+    def __init__(self, csv_path: str) -> None:
+        self.csv_path = Path(csv_path)
+        self.sums: dict[str, float] = {}
+        self.count = 0
+        self.rows: list[dict[str, Any]] = []
+
+    def before_run(self, runner: Any) -> None:
+        """On resume, keep the rows already written."""
+        if self.csv_path.is_file():
+            with open(self.csv_path, newline="") as f:
+                self.rows = [row for row in csv.DictReader(f) if int(row["epoch"]) <= runner.epoch]
+
+    def before_train_epoch(self, runner: Any) -> None:
+        self.sums, self.count = {}, 0
+
+    def after_train_iter(self, runner: Any, batch_idx: int, data_batch: Any = None, outputs: Any = None) -> None:
+        for key, value in (outputs or {}).items():
+            if key.startswith("loss"):
+                self.sums[key] = self.sums.get(key, 0.0) + float(value)
+        self.count += 1
+
+    def after_train_epoch(self, runner: Any) -> None:
+        if runner.val_loop is None:
+            self._append(runner, {})
+
+    def after_val_epoch(self, runner: Any, metrics: dict[str, float] | None = None) -> None:
+        self._append(runner, metrics or {})
+
+    def _append(self, runner: Any, metrics: dict[str, float]) -> None:
+        if not is_main_process():
+            return
+        row: dict[str, Any] = {"epoch": runner.epoch}
+        row.update({key: round(total / max(self.count, 1), 5) for key, total in self.sums.items()})
+        row["lr"] = runner.optim_wrapper.get_lr()["lr"][0]
+        row.update({f"val/{key.removeprefix('coco/')}": round(float(v), 5) for key, v in metrics.items()})
+        self.rows.append(row)
+        columns = list(dict.fromkeys(key for r in self.rows for key in r))
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(self.rows)
+        write_text_atomic(self.csv_path, buffer.getvalue())
+
+
+@HOOKS.register_module()
+class PlotsHook(Hook):
+    """After training: loss and mAP curves from ``results.csv``, and a few validation images with predictions."""
+
+    priority = 80
+
+    def __init__(self, csv_path: str, plots_dir: str, labels: list[str], num_images: int = 4) -> None:
+        self.csv_path = Path(csv_path)
+        self.plots_dir = Path(plots_dir)
+        self.labels = labels
+        self.num_images = num_images
+
+    def after_run(self, runner: Any) -> None:
+        if not is_main_process() or not self.csv_path.is_file():
+            return
+        from otxlite.plots import plot_results
+
+        plot_results(self.csv_path, self.plots_dir)
+        if runner.val_loop is not None:
+            self._draw_predictions(runner)
+
+    def _draw_predictions(self, runner: Any) -> None:
+        import cv2
+        import torch
+
+        from otxlite.visualize import draw_instances
+
+        model = runner.model.module if hasattr(runner.model, "module") else runner.model
+        model.eval()
+        tiles = []
+        with torch.no_grad():
+            for data_batch in runner.val_loop.dataloader:
+                for sample in model.val_step(data_batch):
+                    pred = sample.pred_instances
+                    keep = pred.scores >= 0.3
+                    image = cv2.imread(sample.img_path)
+                    tiles.append(draw_instances(
+                        image, list(pred.masks[keep].cpu().numpy()), pred.bboxes[keep].cpu().numpy(),
+                        pred.labels[keep].tolist(), [self.labels[i] for i in pred.labels[keep].tolist()],
+                        pred.scores[keep].cpu().numpy()))
+                if len(tiles) >= self.num_images:
+                    break
+        if tiles:
+            height = 320
+            row = np.concatenate([cv2.resize(t, (round(t.shape[1] * height / t.shape[0]), height)) for t in tiles[:4]],
+                                 axis=1)
+            with atomic_path(self.plots_dir / "val_predictions.png") as tmp:
+                cv2.imwrite(str(tmp), row)
+
+
+@HOOKS.register_module()
+class ProgressHook(Hook):
+    """Console: a progress bar per epoch (ETA, loss, learning rate) and a one-line summary after validation."""
+
+    priority = 90
+
+    def __init__(self) -> None:
+        self.progress: Any = None
+        self.task: Any = None
+
+    def before_run(self, runner: Any) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
+            TimeRemainingColumn
+
+        from otxlite.console import console
+
+        if is_main_process():
+            self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                     TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                                     TextColumn("{task.fields[status]}"), console=console, transient=False)
+
+    def before_train_epoch(self, runner: Any) -> None:
+        if self.progress is None:
+            return
+        for task in list(self.progress.task_ids):  # the finished bar of the last epoch is already printed
+            self.progress.remove_task(task)
+        self.progress.start()
+        self.task = self.progress.add_task(f"epoch {runner.epoch + 1}/{runner.max_epochs}",
+                                           total=len(runner.train_dataloader), status="")
+
+    def after_train_iter(self, runner: Any, batch_idx: int, data_batch: Any = None, outputs: Any = None) -> None:
+        if self.progress is None:
+            return
+        loss = float((outputs or {}).get("loss", float("nan")))
+        lr = runner.optim_wrapper.get_lr()["lr"][0]
+        self.progress.update(self.task, advance=1, status=f"loss {loss:.3f}  lr {lr:.2e}")
+
+    def after_train_epoch(self, runner: Any) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+    def after_val_epoch(self, runner: Any, metrics: dict[str, float] | None = None) -> None:
+        if self.progress is None or not metrics:
+            return
+        from otxlite.console import console
+
+        console.print(f"  validation: mask mAP {metrics.get('coco/mask_mAP', 0):.3f}  "
+                      f"bbox mAP {metrics.get('coco/bbox_mAP', 0):.3f}  "
+                      f"F1 {metrics.get('coco/f_measure', 0):.3f} "
+                      f"@ {metrics.get('coco/best_confidence_threshold', 0):.2f}")

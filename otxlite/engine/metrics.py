@@ -1,0 +1,55 @@
+"""mmengine metric that feeds MMDetection predictions to otxlite's numpy evaluation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from mmdet.registry import METRICS
+from mmengine.evaluator import BaseMetric
+from pycocotools import mask as mask_utils
+
+from otxlite.evaluation import ImagePrediction, encode_masks, evaluate_predictions
+
+
+def to_image_prediction(image_id: int, pred_instances: dict[str, Any]) -> ImagePrediction:
+    """MMDetection ``pred_instances`` (original image size, as a dict) -> :class:`ImagePrediction`."""
+    masks = pred_instances["masks"].cpu().numpy().astype(bool)
+    rles = encode_masks(masks)
+    boxes = pred_instances["bboxes"].cpu().numpy().astype(np.float32)
+    if len(boxes) and not boxes.any():  # SOLOv2 predicts masks only: boxes come from the masks
+        xywh = mask_utils.toBbox(rles)
+        boxes = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1).astype(np.float32)
+    return ImagePrediction(
+        image_id=int(image_id),
+        boxes=boxes.reshape(-1, 4),
+        scores=pred_instances["scores"].cpu().numpy().astype(np.float32),
+        labels=pred_instances["labels"].cpu().numpy().astype(np.int64),
+        masks=rles,
+    )
+
+
+@METRICS.register_module()
+class InstanceSegMetric(BaseMetric):
+    """COCO bbox/mask mAP, per-class mask mAP and F-measure; keys are prefixed with ``coco/``."""
+
+    default_prefix = "coco"
+
+    def __init__(self, ann_file: str, labels: Sequence[str], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.ann_file = Path(ann_file)
+        self.labels = list(labels)
+
+    def process(self, data_batch: Any, data_samples: Sequence[dict]) -> None:
+        """Encode each prediction's masks as RLE right away, to keep memory small."""
+        for sample in data_samples:
+            self.results.append(to_image_prediction(sample["img_id"], sample["pred_instances"]))
+
+    def compute_metrics(self, results: list) -> dict[str, float]:
+        """Evaluate all predictions; per-class mask mAP keys are ``mask_mAP/<label>``."""
+        metrics = evaluate_predictions(self.ann_file, results, self.labels)
+        per_class = metrics.pop("per_class")
+        for label, values in per_class.items():
+            metrics[f"mask_mAP/{label}"] = values["mask_mAP"]
+        return metrics

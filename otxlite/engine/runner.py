@@ -1,0 +1,45 @@
+"""Building mmengine's Runner quietly: its INFO log goes to ``logs/``, the console shows only errors."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import signal
+import sys
+import warnings
+from typing import Any, Iterator
+
+from mmengine.config import Config
+
+
+def build_runner(cfg: Config) -> Any:
+    """``Runner.from_cfg`` with its console handler moved to stdout at ERROR level."""
+    from mmengine.runner import Runner
+    from mmengine.utils import import_modules_from_strings
+
+    if cfg.get("custom_imports"):  # Config.fromfile would do this; configs built in memory need it done here
+        import_modules_from_strings(**cfg.custom_imports)
+    warnings.filterwarnings("ignore", category=UserWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    with contextlib.redirect_stdout(io.StringIO()):  # the start-up dump (environment, config) stays in the log file
+        runner = Runner.from_cfg(cfg)
+    for handler in runner.logger.handlers:
+        if type(handler) is logging.StreamHandler:
+            handler.setStream(sys.stdout)
+            handler.setLevel(logging.ERROR)
+    return runner
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Treat SIGTERM like Ctrl-C, so both stop training the same clean way."""
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -1,0 +1,131 @@
+"""``otxlite train``: template + data -> a run folder with a trained, self-contained model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from otxlite.console import console, err_console
+from otxlite.errors import OtxliteError
+from otxlite.fileio import write_json_atomic, write_text_atomic
+from otxlite.runs import run_folder
+from otxlite.templates import apply_overrides, load_template
+
+
+@dataclass
+class TrainResult:
+    """Where a finished training run put its outputs, and its best validation metrics."""
+
+    run_dir: Path
+    weights: Path
+    performance: dict[str, Any] | None
+
+
+def _report_head_reinit(runner: Any, checkpoint_path: Path) -> None:
+    """Tell the user which tensors of ``--load-weights`` do not fit the model (they are re-initialised)."""
+    import torch
+
+    from otxlite.engine.checkpoint import trusted_mmengine_checkpoints
+
+    with trusted_mmengine_checkpoints():
+        payload = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+    state = payload.get("state_dict", payload) if isinstance(payload, dict) else {}
+    model_state = runner.model.state_dict()
+    mismatched = [k for k, v in state.items() if k in model_state and tuple(v.shape) != tuple(model_state[k].shape)]
+    missing = [k for k in model_state if k not in state]
+    if mismatched:
+        console.print(f"--load-weights: {len(mismatched)} tensors differ in shape (other classes), "
+                      f"so these are re-initialised: {', '.join(sorted(mismatched)[:6])}{' ...' if len(mismatched) > 6 else ''}")
+    if len(missing) == len(model_state):
+        raise OtxliteError(f"--load-weights {checkpoint_path}: none of its tensors belong to this template's model. "
+                           "Use a checkpoint of the same architecture.")
+
+
+def train(
+    template: str,
+    train_root: Path,
+    val_root: Path | None = None,
+    output: Path | None = None,
+    params: list[str] | None = None,
+    load_weights: Path | None = None,
+    resume_from: Path | None = None,
+    pretrained: bool = True,
+    data_format: str | None = None,
+    skip_bad_images: bool = False,
+) -> TrainResult:
+    """Train ``template`` on ``train_root`` with mmengine's Runner; see DESIGN.md for the run folder."""
+    chosen = load_template(template)
+    hyper_parameters = apply_overrides(chosen.hyper_parameters, params or [])
+    if resume_from is not None and not Path(resume_from).is_file():
+        raise OtxliteError(f"--resume-from {resume_from}: the file does not exist. Give the models/last.pth of the run.")
+    if output is None and resume_from is not None:
+        output = Path(resume_from).resolve().parent.parent
+    run_dir = run_folder(output, "train")
+    models_dir = run_dir / "models"
+    console.print(f"Template [bold]{chosen.name}[/] ({chosen.path}); run folder [bold]{run_dir}[/]")
+
+    from otxlite.data.labels import save_label_schema
+    from otxlite.data.prepare import prepare_training_data
+    from otxlite.data.report import dataset_table
+
+    data = prepare_training_data(Path(train_root), Path(val_root) if val_root else None, run_dir / "data",
+                                 data_format, skip_bad_images)
+    console.print(dataset_table(data))
+    save_label_schema(data.labels, models_dir / "label_schema.json")
+
+    from otxlite.engine.checkpoint import trusted_mmengine_checkpoints
+    from otxlite.engine.config import build_runner_config, load_model_config, pretrained_checkpoints
+    from otxlite.engine.pretrained import fetch_pretrained
+    from otxlite.engine.runner import build_runner, sigterm_as_interrupt
+
+    if pretrained and load_weights is None and resume_from is None:
+        model, _ = load_model_config(chosen, len(data.labels))
+        pretrained = fetch_pretrained(pretrained_checkpoints(model))
+    elif not pretrained:
+        err_console.print("[yellow]Warning:[/] --no-pretrained: training starts from random weights.")
+    if load_weights is not None and not Path(load_weights).is_file():
+        raise OtxliteError(f"--load-weights {load_weights}: the file does not exist.")
+    cfg = build_runner_config(
+        chosen, hyper_parameters, data.labels, data.subsets["train"].ann_file, data.subsets["val"].ann_file
+        if data.subsets["val"].stats.images else None, run_dir / "logs",
+        pretrained=pretrained and load_weights is None,
+        load_from=resume_from or load_weights, resume=resume_from is not None)
+    post = hyper_parameters["postprocessing"]
+    cfg.custom_hooks += [
+        dict(type="RunFolderHook", models_dir=str(models_dir), labels=data.labels, template_id=chosen.model_template_id,
+             confidence_threshold=post["confidence_threshold"],
+             result_based_threshold=post["result_based_confidence_threshold"]),
+        dict(type="ResultsCsvHook", csv_path=str(run_dir / "results.csv")),
+        dict(type="PlotsHook", csv_path=str(run_dir / "results.csv"), plots_dir=str(run_dir / "plots"),
+             labels=data.labels),
+        dict(type="ProgressHook"),
+    ]
+    write_text_atomic(run_dir / "config.py", cfg.pretty_text)
+    runner = build_runner(cfg)
+    if load_weights is not None:
+        _report_head_reinit(runner, Path(load_weights))
+    try:
+        with sigterm_as_interrupt(), trusted_mmengine_checkpoints():
+            runner.train()
+    except KeyboardInterrupt:
+        last = models_dir / "last.pth"
+        hint = (f"Resume with: otxlite train {template} --train-data-roots {train_root} --resume-from {last}"
+                if last.is_file() else "No epoch had finished, so there is nothing to resume.")
+        raise OtxliteError(f"Training interrupted. {hint}") from None
+    return _finish(run_dir, models_dir)
+
+
+def _finish(run_dir: Path, models_dir: Path) -> TrainResult:
+    """Write ``performance.json`` from the best model's validation metrics."""
+    from otxlite.engine.checkpoint import load_weights
+    from otxlite.evaluation import metrics_from_flat, performance_report
+
+    weights = models_dir / "weights.pth"
+    payload = load_weights(weights)
+    performance = None
+    if "mask_mAP" in payload["metrics"]:
+        performance = performance_report(metrics_from_flat(payload["metrics"]), payload["confidence_threshold"],
+                                         "weights.pth")
+        write_json_atomic(run_dir / "performance.json", performance)
+    return TrainResult(run_dir=run_dir, weights=weights, performance=performance)
