@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from rich.markup import escape
 from rich.table import Table
 
 from otxlite.console import console
@@ -20,7 +21,7 @@ def print_summary(title: str, performance: dict[str, Any] | None, outputs: dict[
                     "num_images"):
             table.add_row(key, _fmt(performance.get(key)))
         for label, values in performance.get("per_class", {}).items():
-            table.add_row(f"mask_mAP [{label}]", _fmt(values["mask_mAP"]))
+            table.add_row(f"mask_mAP of {escape(label)}", _fmt(values["mask_mAP"]))
         console.print(table)
     else:
         console.print(f"[bold]{title}[/]")

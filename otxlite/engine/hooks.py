@@ -194,14 +194,27 @@ class ProgressHook(Hook):
                                      TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
                                      TextColumn("{task.fields[status]}"), console=console, transient=False)
 
-    def before_train_epoch(self, runner: Any) -> None:
-        if self.progress is None:
-            return
-        for task in list(self.progress.task_ids):  # the finished bar of the last epoch is already printed
+    def _start(self, description: str, total: int) -> None:
+        for task in list(self.progress.task_ids):  # finished bars are already printed
             self.progress.remove_task(task)
         self.progress.start()
-        self.task = self.progress.add_task(f"epoch {runner.epoch + 1}/{runner.max_epochs}",
-                                           total=len(runner.train_dataloader), status="")
+        self.task = self.progress.add_task(description, total=total, status="")
+
+    def before_train_epoch(self, runner: Any) -> None:
+        if self.progress is not None:
+            self._start(f"epoch {runner.epoch + 1}/{runner.max_epochs}", len(runner.train_dataloader))
+
+    def before_test_epoch(self, runner: Any) -> None:
+        if self.progress is not None:
+            self._start("evaluating", len(runner.test_dataloader))
+
+    def after_test_iter(self, runner: Any, batch_idx: int, data_batch: Any = None, outputs: Any = None) -> None:
+        if self.progress is not None:
+            self.progress.update(self.task, advance=1)
+
+    def after_test_epoch(self, runner: Any, metrics: dict[str, float] | None = None) -> None:
+        if self.progress is not None:
+            self.progress.stop()
 
     def after_train_iter(self, runner: Any, batch_idx: int, data_batch: Any = None, outputs: Any = None) -> None:
         if self.progress is None:

@@ -24,10 +24,13 @@ def build_runner(cfg: Config) -> Any:
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     with contextlib.redirect_stdout(io.StringIO()):  # the start-up dump (environment, config) stays in the log file
         runner = Runner.from_cfg(cfg)
-    for handler in runner.logger.handlers:
-        if type(handler) is logging.StreamHandler:
-            handler.setStream(sys.stdout)
-            handler.setLevel(logging.ERROR)
+    from mmengine.logging import MMLogger
+
+    for logger in MMLogger._instance_dict.values():
+        for handler in logger.handlers:
+            if type(handler) is logging.StreamHandler:
+                handler.setStream(sys.stdout)
+                handler.setLevel(logging.ERROR)
     return runner
 
 

@@ -1,0 +1,1 @@
+"""Dataset import (Datumaro), label schema, splitting and conversion to MMDetection's COCO input."""

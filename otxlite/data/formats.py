@@ -1,0 +1,152 @@
+"""Find and import a dataset folder with Datumaro, turning every failure into a clear error."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from otxlite.errors import OtxliteError
+
+# otxlite's names for the instance-segmentation formats it accepts -> the importer that reads them:
+# a Datumaro importer name, or otxlite's own module where Datumaro lacks the format.
+FORMATS: dict[str, str] = {
+    "coco": "coco_instances",
+    "voc": "voc_instance_segmentation",
+    "cvat": "cvat",
+    "labelme": "label_me",
+    # Datumaro 1.13's YOLO reads boxes only, its Cityscapes is semantic only, and it has no AzureML JSONL.
+    "cityscapes": "otxlite.data.cityscapes",
+    "yolo": "otxlite.data.yolo_seg",
+    "azureml": "otxlite.data.azureml",
+}
+DATUMARO_TO_FORMAT = {v: k for k, v in FORMATS.items() if not v.startswith("otxlite.")}
+# Datumaro detects some formats under a more general name (a VOC folder as voc, voc_detection, ...).
+DATUMARO_TO_FORMAT.update({"coco": "coco", "voc": "voc", "mmdet_coco": "coco", "roboflow_coco": "coco"})
+
+
+def _own_importers() -> dict[str, tuple[Callable[[Path], bool], Callable[[Path], Any]]]:
+    """otxlite's importers: format name -> (detect(root), import(root) -> datumaro.Dataset)."""
+    from otxlite.data.azureml import import_azureml_jsonl, is_azureml_jsonl
+    from otxlite.data.cityscapes import import_cityscapes_instances, is_cityscapes_instances
+    from otxlite.data.yolo_seg import import_yolo_segmentation, is_yolo_segmentation
+
+    return {
+        "azureml": (is_azureml_jsonl, import_azureml_jsonl),
+        "yolo": (is_yolo_segmentation, import_yolo_segmentation),
+        "cityscapes": (is_cityscapes_instances, import_cityscapes_instances),
+    }
+
+
+def check_folder(root: Path, option: str) -> Path:
+    """Fail clearly if ``root`` is not an existing, non-empty folder."""
+    root = Path(root)
+    if not root.exists():
+        raise OtxliteError(f"{option} {root}: the folder does not exist. Check the path.")
+    if not root.is_dir():
+        raise OtxliteError(f"{option} {root}: this is a file; give the dataset's folder instead.")
+    if not any(root.iterdir()):
+        raise OtxliteError(f"{option} {root}: the folder is empty. Put a dataset in it ({', '.join(FORMATS)}).")
+    return root
+
+
+def detect_format(root: Path) -> str:
+    """Return otxlite's name of the dataset format found in ``root``."""
+    for name, (detect, _) in _own_importers().items():
+        if detect(root):
+            return name
+    import datumaro as dm
+
+    found = dm.Environment().detect_dataset(str(root))
+    known = [DATUMARO_TO_FORMAT[name] for name in found if name in DATUMARO_TO_FORMAT]
+    if not known:
+        seen = f" (Datumaro recognised {', '.join(found)}, which otxlite does not train on)" if found else ""
+        broken = _find_broken_json(root)
+        hint = f" A JSON file does not parse: {broken}." if broken else ""
+        raise OtxliteError(
+            f"Cannot tell the dataset format of {root}{seen}. Tried: {', '.join(FORMATS)}.{hint} "
+            "Check the folder layout against the README's dataset section, or force one with --data-format NAME."
+        )
+    return known[0]
+
+
+def _find_broken_json(root: Path) -> str | None:
+    """Describe the first JSON file under ``root`` that does not parse (file, line, column)."""
+    for path in sorted(root.rglob("*.json")):
+        try:
+            json.loads(path.read_text(errors="replace"))
+        except json.JSONDecodeError as err:
+            return f"{path} (line {err.lineno}, column {err.colno}: {err.msg})"
+    return None
+
+
+def _causes(err: BaseException) -> list[BaseException]:
+    """``err`` and the exceptions it was raised from, outermost first."""
+    chain = [err]
+    while err.__cause__ is not None or (err.__context__ is not None and not err.__suppress_context__):
+        err = err.__cause__ or err.__context__  # type: ignore[assignment]
+        chain.append(err)
+    return chain
+
+
+def _undeclared_label_message(chain: list[BaseException], root: Path, option: str) -> str | None:
+    """Describe Datumaro's UndeclaredLabelError (with the item it came from), if that is the cause."""
+    from datumaro.components.errors import ItemImportError, UndeclaredLabelError
+
+    if not isinstance(chain[-1], UndeclaredLabelError):
+        return None
+    item = next((f" of item {e.item_id[0]} ({e.item_id[1]})" for e in chain if isinstance(e, ItemImportError)), "")
+    return (f"{option} {root}: an annotation{item} uses label/category id {chain[-1].id}, which the dataset does "
+            "not declare. Add it to the categories (label list) of the annotation file, or fix the annotation.")
+
+
+@dataclass
+class ImportedDataset:
+    """Datumaro items (annotations in memory, images not read) with their label names."""
+
+    root: Path
+    format: str
+    labels: list[str]
+    items: list[Any]
+
+
+def import_dataset(root: Path, data_format: str | None, option: str) -> ImportedDataset:
+    """Import ``root`` with Datumaro; ``option`` names the CLI option in error messages."""
+    root = check_folder(root, option)
+    if data_format is not None and data_format not in FORMATS:
+        raise OtxliteError(f"--data-format {data_format}: unknown format. Choose one of {', '.join(FORMATS)}.")
+    fmt = data_format or detect_format(root)
+    import datumaro as dm
+    from datumaro.components.annotation import AnnotationType
+
+    own = _own_importers()
+    loader: Callable[[], Any]
+    if fmt in own:
+        loader = lambda: own[fmt][1](root)  # noqa: E731
+    else:
+        loader = lambda: dm.Dataset.import_from(str(root), FORMATS[fmt])  # noqa: E731
+
+    logging.getLogger("root").setLevel(logging.ERROR)  # Datumaro logs per-item warnings on the root logger
+    try:
+        dataset = loader()
+        items = list(dataset)
+        label_cats = dataset.categories().get(AnnotationType.label)
+    except OtxliteError:
+        raise
+    except Exception as err:  # Datumaro wraps parser errors in its own types
+        chain = _causes(err)
+        cause = chain[-1]
+        broken = _find_broken_json(root) if isinstance(cause, ValueError) else None
+        if broken:
+            raise OtxliteError(f"{option} {root}: a JSON file does not parse: {broken}. Fix or re-export it.") from err
+        undeclared = _undeclared_label_message(chain, root, option)
+        if undeclared:
+            raise OtxliteError(undeclared) from err
+        raise OtxliteError(
+            f"{option} {root}: Datumaro could not read it as '{fmt}': {type(cause).__name__}: {cause}. "
+            "Check the annotation files, or force another format with --data-format."
+        ) from err
+    labels = [category.name for category in label_cats] if label_cats else []
+    return ImportedDataset(root=root, format=fmt, labels=labels, items=items)

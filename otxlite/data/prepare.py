@@ -1,0 +1,87 @@
+"""Dataset folders -> label schema + COCO files for MMDetection, written into the run folder."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from otxlite.data.convert import ConversionStats, items_to_coco
+from otxlite.data.formats import ImportedDataset, import_dataset
+from otxlite.data.labels import check_known_labels
+from otxlite.data.split import label_set, pick_validation_subset, split_train_val
+from otxlite.errors import OtxliteError
+from otxlite.fileio import write_json_atomic
+
+
+@dataclass
+class PreparedSubset:
+    """One converted subset: its COCO file and what went into it."""
+
+    name: str
+    ann_file: Path
+    stats: ConversionStats
+
+
+@dataclass
+class PreparedData:
+    """The datasets of a run, sharing one label schema."""
+
+    labels: list[str]
+    formats: dict[str, str]
+    subsets: dict[str, PreparedSubset]
+    split_note: str = ""
+
+
+def _used_labels(dataset: ImportedDataset, items: list[Any]) -> list[str]:
+    used = {label for item in items for label in label_set(item)}
+    return [name for i, name in enumerate(dataset.labels) if i in used]
+
+
+def _write_subset(name: str, items: list[Any], dataset: ImportedDataset, labels: list[str], out_dir: Path,
+                  skip_bad_images: bool) -> PreparedSubset:
+    coco, stats = items_to_coco(items, dataset.labels, labels, skip_bad_images)
+    ann_file = write_json_atomic(out_dir / f"{name}.json", coco, indent=None)
+    return PreparedSubset(name=name, ann_file=ann_file, stats=stats)
+
+
+def prepare_training_data(train_root: Path, val_root: Path | None, out_dir: Path, data_format: str | None = None,
+                          skip_bad_images: bool = False, seed: int = 0) -> PreparedData:
+    """Import train (and validation) data, fix the label schema, split if needed, write COCO files.
+
+    Without ``val_root``: a validation subset inside the train folder is used, else a seeded 80/20
+    split is made and recorded in ``out_dir/split.json``.
+    """
+    train = import_dataset(train_root, data_format, "--train-data-roots")
+    formats = {"train": train.format}
+    if val_root is not None:
+        val = import_dataset(val_root, data_format, "--val-data-roots")
+        formats["val"] = val.format
+        train_items, val_items, note = train.items, val.items, f"validation data from {val_root}"
+    else:
+        val = train
+        by_subset = pick_validation_subset(train.items)
+        if by_subset:
+            (train_items, val_items), note = by_subset, "validation subset of the train folder"
+        else:
+            train_items, val_items = split_train_val(train.items, seed=seed)
+            note = f"seeded 80/20 split (seed {seed}), recorded in split.json"
+            write_json_atomic(out_dir / "split.json", {
+                "seed": seed, "train": [item.id for item in train_items], "val": [item.id for item in val_items]})
+    if not train_items:
+        raise OtxliteError(f"--train-data-roots {train_root}: no training images found.")
+    labels = _used_labels(train, train_items) or list(train.labels)
+    check_known_labels(_used_labels(val, val_items), labels, "validation data")
+    subsets = {
+        "train": _write_subset("train", train_items, train, labels, out_dir, skip_bad_images),
+        "val": _write_subset("val", val_items, val, labels, out_dir, skip_bad_images),
+    }
+    return PreparedData(labels=labels, formats=formats, subsets=subsets, split_note=note)
+
+
+def prepare_eval_data(test_root: Path, labels: list[str], out_dir: Path, data_format: str | None = None,
+                      option: str = "--test-data-roots") -> PreparedSubset:
+    """Import evaluation data for a model with ``labels`` and write its COCO file."""
+    test = import_dataset(test_root, data_format, option)
+    check_known_labels(_used_labels(test, test.items), labels, f"data in {test_root}")
+    return _write_subset("test", test.items, test, labels, out_dir, skip_bad_images=False)

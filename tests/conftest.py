@@ -1,0 +1,35 @@
+"""Shared fixtures: the generated sample dataset and one small trained model for the whole session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from otxlite.sample_data import make_sample_dataset
+
+os.environ.setdefault("COLUMNS", "200")  # rich tables are not truncated in captured output
+
+# A short, fast recipe: tiny images, a few epochs, a short warmup. Used by every training test.
+FAST_PARAMS = [
+    "data.input_size=[128,128]",
+    "learning_parameters.batch_size=4",
+    "learning_parameters.num_workers=0",
+    "learning_parameters.learning_rate_warmup_iters=5",
+]
+
+
+@pytest.fixture(scope="session")
+def sample_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The bundled sample dataset (COCO, train + val subsets) at 128 px."""
+    return make_sample_dataset(tmp_path_factory.mktemp("sample"), num_train=24, num_val=8, size=128)
+
+
+@pytest.fixture(scope="session")
+def trained_run(sample_dataset: Path, tmp_path_factory: pytest.TempPathFactory):
+    """MaskRCNN-EfficientNetB2B trained from random weights for 6 epochs on the sample dataset."""
+    from otxlite.engine.train import train
+
+    return train("MaskRCNN-EfficientNetB2B", sample_dataset, output=tmp_path_factory.mktemp("run"),
+                 params=FAST_PARAMS + ["learning_parameters.num_iters=6"], pretrained=False)

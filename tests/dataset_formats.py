@@ -1,0 +1,210 @@
+"""Test helpers: the sample COCO dataset written in every format otxlite imports.
+
+Datumaro's exporters write COCO, Pascal VOC, CVAT and LabelMe. Datumaro 1.13 cannot write the
+other three as instance segmentation (its YOLO exporters write boxes only, its Cityscapes exporter
+writes class ids without instance ids, it has no AzureML JSONL), so small writers here do it, each
+the inverse of otxlite's importer and following the format's documentation.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from otxlite.data.prepare import PreparedData
+
+
+def load_coco(root: Path) -> Any:
+    """The sample dataset as a Datumaro dataset."""
+    import datumaro as dm
+
+    return dm.Dataset.import_from(str(root), "coco_instances")
+
+
+def _copy(dataset: Any) -> Any:
+    import datumaro as dm
+
+    return dm.Dataset.from_extractors(dataset)
+
+
+def drop_crowd(dataset: Any) -> Any:
+    """A copy of ``dataset`` without crowd regions, for formats that have no way to mark them."""
+    copy = _copy(dataset)
+    for item in list(copy):
+        kept = [ann for ann in item.annotations if not ann.attributes.get("is_crowd", False)]
+        copy.put(item.wrap(annotations=kept))
+    return copy
+
+
+def export_datumaro(dataset: Any, out: Path, fmt: str) -> Path:
+    """Write ``dataset`` to ``out`` with Datumaro's exporter ``fmt``, prepared as that format needs."""
+    from datumaro.components.annotation import AnnotationType
+
+    dataset = _copy(dataset)
+    if fmt == "voc_instance_segmentation":
+        # VOC stores one mask per object (SegmentationObject PNG): polygons and parts become masks.
+        # It has no crowd flag: Datumaro would write the crowd region as an ordinary object.
+        dataset = drop_crowd(dataset)
+        dataset.transform("merge_instance_segments", include_polygons=True)
+    elif fmt == "cvat":
+        # CVAT keeps only declared attributes; annotators mark crowds with an "is_crowd" attribute.
+        for category in dataset.categories()[AnnotationType.label]:
+            category.attributes.add("is_crowd")
+    dataset.export(str(out), fmt, save_media=True)
+    return out
+
+
+def _objects(item: Any) -> list[tuple[int, bool, list[np.ndarray], np.ndarray | None]]:
+    """(label, is_crowd, polygon parts in pixels, mask or None) of each object of an item."""
+    from datumaro.components.annotation import AnnotationType
+
+    groups: dict[Any, dict[str, Any]] = {}
+    for index, ann in enumerate(item.annotations):
+        if ann.type not in (AnnotationType.polygon, AnnotationType.mask):
+            continue
+        key = ann.group or f"single-{index}"
+        entry = groups.setdefault(key, {"label": ann.label, "crowd": False, "parts": [], "mask": None})
+        entry["crowd"] |= bool(ann.attributes.get("is_crowd", False))
+        if ann.type == AnnotationType.polygon:
+            entry["parts"].append(np.asarray(ann.points, dtype=np.float64).reshape(-1, 2))
+        else:
+            entry["mask"] = ann.image.astype(bool) if entry["mask"] is None else entry["mask"] | ann.image.astype(bool)
+    return [(g["label"], g["crowd"], g["parts"], g["mask"]) for g in groups.values()]
+
+
+def _mask_polygons(mask: np.ndarray) -> list[np.ndarray]:
+    """Outer contours of a mask (polygon formats cannot express holes)."""
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    return [c.reshape(-1, 2).astype(np.float64) for c in contours if len(c) >= 3]
+
+
+def _image_size(item: Any) -> tuple[int, int]:
+    height, width = item.media.size
+    return height, width
+
+
+def _subset_name(item: Any) -> str:
+    return item.subset or "train"
+
+
+def _link_image(item: Any, target: Path) -> Path:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(Path(item.media.path).read_bytes())
+    return target
+
+
+def write_yolo_segmentation(dataset: Any, out: Path) -> Path:
+    """Ultralytics YOLO segmentation: ``data.yaml``, ``images/<split>/``, ``labels/<split>/*.txt``.
+
+    One line per object: ``CLASS x1 y1 x2 y2 ...`` normalized. An object in several parts becomes one
+    polygon through its parts (as Ultralytics' own COCO converter joins them). YOLO has no crowd
+    flag: crowd regions are left out, as Datumaro's YOLO exporter does.
+    """
+    from datumaro.components.annotation import AnnotationType
+
+    names = [category.name for category in dataset.categories()[AnnotationType.label]]
+    splits = set()
+    for item in dataset:
+        split = _subset_name(item)
+        splits.add(split)
+        image = _link_image(item, out / "images" / split / Path(item.media.path).name)
+        height, width = _image_size(item)
+        lines = []
+        for label, crowd, parts, mask in _objects(item):
+            if crowd:
+                continue
+            parts = parts or _mask_polygons(mask)
+            points = np.concatenate(parts) / [width, height]
+            lines.append(" ".join([str(label)] + [f"{v:.6f}" for v in points.reshape(-1)]))
+        label_file = out / "labels" / split / f"{image.stem}.txt"
+        label_file.parent.mkdir(parents=True, exist_ok=True)
+        label_file.write_text("".join(line + "\n" for line in lines))
+    yaml_lines = ["path: ."] + [f"{split}: images/{split}" for split in sorted(splits)]
+    yaml_lines += ["names:"] + [f"  {i}: {name}" for i, name in enumerate(names)]
+    (out / "data.yaml").write_text("\n".join(yaml_lines) + "\n")
+    return out
+
+
+def write_cityscapes_instances(dataset: Any, out: Path) -> Path:
+    """Cityscapes instances: ``leftImg8bit/<split>/<city>/`` and ``gtFine/<split>/<city>/*_instanceIds.png``.
+
+    Pixel value ``class_id * 1000 + k`` for object k, ``class_id`` for a crowd region; class ids from a
+    Datumaro label map (``label_colors.txt``, background first).
+    """
+    from datumaro.components.annotation import AnnotationType
+    from pycocotools import mask as mask_utils
+
+    names = [category.name for category in dataset.categories()[AnnotationType.label]]
+    (out / "label_colors.txt").parent.mkdir(parents=True, exist_ok=True)
+    colors = ["0 0 0 background"] + [f"{40 * (i + 1)} {255 - 40 * i} 128 {name}" for i, name in enumerate(names)]
+    (out / "label_colors.txt").write_text("\n".join(colors) + "\n")
+    for item in dataset:
+        split, name = _subset_name(item), Path(item.id).name
+        _link_image(item, out / "leftImg8bit" / split / "sample" / f"{name}_leftImg8bit.jpg")
+        height, width = _image_size(item)
+        ids = np.zeros((height, width), np.uint16)
+        per_class: Counter = Counter()
+        for label, crowd, parts, mask in _objects(item):
+            if mask is None:  # rasterize as pycocotools (and so MMDetection) does
+                rles = mask_utils.frPyObjects([p.reshape(-1).tolist() for p in parts], height, width)
+                mask = mask_utils.decode(mask_utils.merge(rles))
+            class_id = label + 1  # after the background
+            ids[mask.astype(bool)] = class_id if crowd else class_id * 1000 + per_class[class_id]
+            per_class[class_id] += 0 if crowd else 1
+        gt = out / "gtFine" / split / "sample" / f"{name}_gtFine_instanceIds.png"
+        gt.parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(gt), ids)
+    return out
+
+
+def write_azureml_jsonl(dataset: Any, out: Path, image_url_prefix: str = "") -> Path:
+    """AzureML AutoML instance segmentation: ``<split>.jsonl`` with normalized polygons, ``images/``."""
+    from datumaro.components.annotation import AnnotationType
+
+    names = [category.name for category in dataset.categories()[AnnotationType.label]]
+    lines: dict[str, list[str]] = {}
+    for item in dataset:
+        image = _link_image(item, out / "images" / Path(item.media.path).name)
+        height, width = _image_size(item)
+        objects = []
+        for label, crowd, parts, mask in _objects(item):
+            parts = parts or _mask_polygons(mask)
+            polygons = [[round(float(v), 5) for v in (part / [width, height]).reshape(-1)] for part in parts]
+            objects.append({"label": names[label], "isCrowd": int(crowd), "polygon": polygons})
+        record = {"image_url": f"{image_url_prefix}images/{image.name}",
+                  "image_details": {"format": image.suffix[1:], "width": f"{width}px", "height": f"{height}px"},
+                  "label": objects}
+        lines.setdefault(_subset_name(item), []).append(json.dumps(record))
+    for split, records in lines.items():
+        (out / f"{split}.jsonl").write_text("\n".join(records) + "\n")
+    return out
+
+
+def instance_counts(prepared: PreparedData) -> dict[str, tuple[dict[str, int], int, int]]:
+    """Subset -> (instances per label, crowd regions, images) of prepared data."""
+    return {name: (dict(subset.stats.instances), subset.stats.crowd, subset.stats.images)
+            for name, subset in prepared.subsets.items()}
+
+
+def instance_areas(prepared: PreparedData) -> dict[str, float]:
+    """Total non-crowd mask area per label over all subsets, from the written COCO files."""
+    from pycocotools import mask as mask_utils
+
+    areas: Counter = Counter()
+    for subset in prepared.subsets.values():
+        coco = json.loads(subset.ann_file.read_text())
+        names = {category["id"]: category["name"] for category in coco["categories"]}
+        sizes = {image["id"]: (image["height"], image["width"]) for image in coco["images"]}
+        for ann in coco["annotations"]:
+            if ann["iscrowd"]:
+                continue
+            segmentation = ann["segmentation"]
+            if isinstance(segmentation, list):  # polygons: rasterize, as MMDetection will
+                segmentation = mask_utils.merge(mask_utils.frPyObjects(segmentation, *sizes[ann["image_id"]]))
+            areas[names[ann["category_id"]]] += float(mask_utils.area(segmentation))
+    return dict(areas)
