@@ -128,6 +128,49 @@ def evaluate(
     print_summary("Evaluation finished", performance, {"performance": out})
 
 
+@app.command()
+def export(
+    load_weights: Annotated[Path, typer.Option("--load-weights", help="The weights.pth of a training run.")],
+    output: Output = None,
+    half_precision: Annotated[bool, typer.Option("--half-precision", help="Store weights as FP16 (half the size).")] = False,
+    verbose: Verbose = False,
+) -> None:
+    """Export a trained model to OpenVINO IR (openvino.xml/.bin + label_schema.json), post-processing included.
+
+    Example: otxlite export --load-weights runs/effnet/models/weights.pth -o runs/effnet/openvino
+    """
+    from otxlite.export import export_openvino
+    from otxlite.model_files import ModelKind, model_kind
+    from otxlite.runs import run_folder
+    from otxlite.summary import print_summary
+
+    model_kind(load_weights, allowed=(ModelKind.PYTORCH,))
+    xml = export_openvino(load_weights, run_folder(output, "export"), half_precision)
+    print_summary("Export finished", None, {"model": xml, "weights": xml.with_suffix(".bin"),
+                                             "label schema": xml.parent / "label_schema.json"})
+
+
+@app.command()
+def predict(
+    load_weights: Annotated[Path, typer.Option("--load-weights", help="openvino.xml (or weights.pth, exported first).")],
+    input: Annotated[str, typer.Option("--input", "-i", help="An image, a folder of images, or a glob like 'photos/*.jpg'.")],
+    output: Output = None,
+    confidence_threshold: Annotated[Optional[float], typer.Option("--confidence-threshold", min=0.0, max=1.0, help="Keep detections scoring at least this (default: the model's own).")] = None,
+    max_polygon_points: Annotated[Optional[int], typer.Option("--max-polygon-points", min=3, help="Simplify each polygon to at most N points.")] = None,
+    verbose: Verbose = False,
+) -> None:
+    """Predict instance masks with OpenVINO; writes predictions.json (AzureML schema) and overlays/*.png.
+
+    Example: otxlite predict --load-weights runs/effnet/openvino/openvino.xml -i photos/ -o runs/effnet/pred
+    """
+    from otxlite.predict import predict as run_prediction
+    from otxlite.summary import print_summary
+
+    result = run_prediction(load_weights, input, output, confidence_threshold, max_polygon_points)
+    console.print(f"{result.images} images, {result.detections} detections, {len(result.skipped)} files skipped")
+    print_summary("Prediction finished", None, {"predictions": result.predictions, "overlays": result.overlays})
+
+
 def main() -> None:
     """Console entry point: user errors become one paragraph and a non-zero exit code."""
     verbose = "--verbose" in sys.argv

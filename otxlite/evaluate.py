@@ -11,13 +11,56 @@ from otxlite.model_files import ModelKind, model_kind
 from otxlite.runs import run_folder
 
 
+def evaluate_ir(xml: Path, test_root: Path, run_dir: Path, data_format: str | None = None
+                ) -> tuple[dict[str, Any], float]:
+    """COCO metrics of an exported IR on ``test_root`` (OpenVINO only), and its confidence threshold."""
+    import json
+
+    from rich.progress import Progress
+
+    from otxlite.console import console
+    from otxlite.data.prepare import prepare_eval_data
+    from otxlite.errors import OtxliteError
+    from otxlite.evaluation import ImagePrediction, encode_masks, evaluate_predictions
+    from otxlite.inference.images import read_image
+    from otxlite.inference.predictor import Predictor
+
+    predictor = Predictor(xml, hint="THROUGHPUT")
+    labels = predictor.metadata.labels
+    subset = prepare_eval_data(test_root, labels, run_dir / "data", data_format)
+    images = json.loads(subset.ann_file.read_text())["images"]
+    results: list[ImagePrediction] = []
+
+    def readable() -> Any:
+        for info in images:
+            image = read_image(Path(info["file_name"]))
+            if image is None:
+                raise OtxliteError(f"The image {info['file_name']} cannot be decoded.")
+            yield info["id"], image
+
+    with Progress(console=console) as progress:
+        task = progress.add_task("evaluating", total=len(images))
+
+        def on_result(image_id: int, prediction: Any) -> None:
+            results.append(ImagePrediction(image_id, prediction.boxes, prediction.scores, prediction.labels,
+                                           encode_masks(prediction.masks)))
+            progress.advance(task)
+
+        predictor.predict_async(readable(), on_result)
+    return evaluate_predictions(subset.ann_file, results, labels), predictor.metadata.confidence_threshold
+
+
 def evaluate(load_weights: Path, test_root: Path, output: Path | None = None,
              data_format: str | None = None) -> tuple[dict[str, Any], Path]:
-    """Evaluate ``load_weights`` on ``test_root``; returns the report and the path of ``performance.json``."""
-    model_kind(load_weights, allowed=(ModelKind.PYTORCH,))
+    """Evaluate ``load_weights`` (weights.pth or openvino.xml) on ``test_root``; returns the report and
+    the path of ``performance.json``."""
+    kind = model_kind(load_weights)
     run_dir = run_folder(output, "eval")
-    from otxlite.engine.evaluate import evaluate_weights
+    if kind is ModelKind.OPENVINO:
+        metrics, threshold = evaluate_ir(Path(load_weights), Path(test_root), run_dir, data_format)
+    else:
+        from otxlite.engine.evaluate import evaluate_weights
 
-    metrics, threshold = evaluate_weights(Path(load_weights), Path(test_root), run_dir, data_format)
+        metrics, threshold = evaluate_weights(Path(load_weights), Path(test_root), run_dir, data_format)
     report = performance_report(metrics, threshold, Path(load_weights).name)
     return report, write_json_atomic(run_dir / "performance.json", report)

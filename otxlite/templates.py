@@ -129,6 +129,11 @@ def _check_type(key: str, default: Any, value: Any) -> Any:
     if isinstance(default, bool) or isinstance(value, bool):
         ok = isinstance(default, bool) and isinstance(value, bool)
     elif isinstance(default, float):
+        if isinstance(value, str):  # YAML reads 1e-3 (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
         ok = isinstance(value, (int, float))
         value = float(value) if ok else value
     elif isinstance(default, list):

@@ -57,6 +57,11 @@ def train(
     """Train ``template`` on ``train_root`` with mmengine's Runner; see DESIGN.md for the run folder."""
     chosen = load_template(template)
     hyper_parameters = apply_overrides(chosen.hyper_parameters, params or [])
+    from otxlite.data.formats import check_folder
+
+    check_folder(Path(train_root), "--train-data-roots")
+    if val_root is not None:
+        check_folder(Path(val_root), "--val-data-roots")
     if resume_from is not None and not Path(resume_from).is_file():
         raise OtxliteError(f"--resume-from {resume_from}: the file does not exist. Give the models/last.pth of the run.")
     if output is None and resume_from is not None:

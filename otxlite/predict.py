@@ -1,0 +1,95 @@
+"""``otxlite predict``: images -> ``predictions.json`` (AzureML schema) and overlay images, with OpenVINO."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from otxlite.console import console, err_console
+from otxlite.fileio import atomic_path, write_json_atomic
+from otxlite.model_files import ModelKind, model_kind
+from otxlite.runs import run_folder
+
+
+@dataclass
+class PredictResult:
+    """What ``predict`` wrote and how much it found."""
+
+    predictions: Path
+    overlays: Path
+    images: int
+    detections: int
+    skipped: list[Path]
+
+
+def openvino_model(load_weights: Path, run_dir: Path) -> Path:
+    """The IR to run: ``load_weights`` itself, or an export of a ``weights.pth`` into ``run_dir/openvino``."""
+    if model_kind(load_weights) is ModelKind.OPENVINO:
+        return Path(load_weights)
+    from otxlite.export import export_openvino
+
+    console.print(f"Exporting {load_weights} to OpenVINO first ({run_dir / 'openvino'})")
+    return export_openvino(Path(load_weights), run_dir / "openvino")
+
+
+def _display_name(path: Path, source: Path) -> str:
+    return str(path.relative_to(source)) if source.is_dir() else path.name
+
+
+def predict(load_weights: Path, source: str, output: Path | None = None, confidence_threshold: float | None = None,
+            max_polygon_points: int | None = None) -> PredictResult:
+    """Predict every image of ``source`` (an image, a folder or a glob) with OpenVINO's async queue."""
+    import cv2
+    from rich.progress import Progress
+
+    from otxlite.inference.images import list_inputs, read_image
+    from otxlite.inference.predictor import Prediction, Predictor
+    from otxlite.inference.schema import to_azureml
+    from otxlite.visualize import draw_instances
+
+    run_dir = run_folder(output, "predict")
+    predictor = Predictor(openvino_model(load_weights, run_dir), hint="THROUGHPUT")
+    labels = predictor.metadata.labels
+    threshold = predictor.metadata.confidence_threshold if confidence_threshold is None else confidence_threshold
+    images, skipped = list_inputs(source)
+    for path in skipped:
+        err_console.print(f"[yellow]Warning:[/] skipping {path}: not an image file.")
+    overlays = run_dir / "overlays"
+    overlays.mkdir(parents=True, exist_ok=True)
+    entries: dict[int, dict[str, Any]] = {}
+    lock = threading.Lock()
+    base = Path(source)
+
+    with Progress(console=console) as progress:
+        task = progress.add_task("predicting", total=len(images))
+
+        def readable() -> Iterator[tuple[Any, Any]]:
+            for index, path in enumerate(images):
+                image = read_image(path)
+                if image is None:
+                    err_console.print(f"[yellow]Warning:[/] skipping {path}: the file cannot be decoded as an image.")
+                    skipped.append(path)
+                    progress.advance(task)
+                    continue
+                yield (index, path, image), image
+
+        def on_result(key: tuple[int, Path, Any], prediction: Prediction) -> None:
+            index, path, image = key
+            kept = prediction.above(threshold)
+            height, width = image.shape[:2]
+            name = _display_name(path, base)
+            entry = to_azureml(name, kept, labels, width, height, max_polygon_points)
+            overlay = draw_instances(image, list(kept.masks), kept.boxes, kept.labels.tolist(),
+                                     [labels[i] for i in kept.labels], kept.scores)
+            with atomic_path(overlays / (name.replace("/", "__").rsplit(".", 1)[0] + ".png")) as tmp:
+                cv2.imwrite(str(tmp), overlay)
+            with lock:
+                entries[index] = entry
+                progress.advance(task)
+
+        predictor.predict_async(readable(), on_result)
+    ordered = [entries[i] for i in sorted(entries)]
+    predictions = write_json_atomic(run_dir / "predictions.json", ordered)
+    return PredictResult(predictions, overlays, len(ordered), sum(len(e["boxes"]) for e in ordered), skipped)
