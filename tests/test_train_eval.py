@@ -143,3 +143,20 @@ def test_every_template_trains_one_epoch_and_evaluates(template: str, sample_dat
 
     report, path = evaluate(result.weights, sample_dataset, tmp_path / "eval")
     assert path.is_file() and 0.0 <= report["mask_mAP"] <= 1.0
+
+
+def test_ddp_two_cpu_processes(sample_dataset: Path, tmp_path: Path) -> None:
+    """torchrun with 2 CPU processes (gloo): one epoch, one run folder, metrics gathered from both ranks."""
+    args = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531",
+            "-m", "otxlite.cli", "train", "MaskRCNN-ResNet18", "--train-data-roots", str(sample_dataset),
+            "-o", str(tmp_path), "--no-pretrained", "--param", "learning_parameters.num_iters=1"]
+    for param in FAST_PARAMS:
+        args += ["--param", param]
+    result = subprocess.run(args, capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = next((tmp_path / "logs").rglob("*.log")).read_text()
+    assert "Distributed training: True" in log
+    rows = read_csv(tmp_path / "results.csv")
+    assert len(rows) == 1 and float(rows[0]["val/num_images"]) == 8
+    assert (tmp_path / "models/weights.pth").is_file()

@@ -1,0 +1,60 @@
+"""``otxlite export``: an otxlite ``weights.pth`` -> ``openvino.xml`` + ``openvino.bin`` + ``label_schema.json``.
+
+    weights.pth --mmdeploy torch2onnx--> end2end.onnx --openvino.convert_model--> normalisation,
+    output names, rt_info --openvino.save_model--> OUT/openvino.{xml,bin}
+
+See :mod:`otxlite.export.mmdeploy_onnx` for the traced graph and :mod:`otxlite.export.openvino_ir`
+for the IR's input, outputs and metadata.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+from otxlite.data.labels import SCHEMA_FILE, save_label_schema
+from otxlite.engine.checkpoint import load_weights
+from otxlite.export.mmdeploy_onnx import export_onnx, model_spec
+from otxlite.export.openvino_ir import convert_onnx, model_info, otxlite_info, set_rt_info
+
+IR_NAME = "openvino"
+
+
+def export_openvino(weights: Path, output_dir: Path, half_precision: bool = False) -> Path:
+    """Export ``weights`` to ``output_dir/openvino.xml`` (FP16 weights if ``half_precision``); return its path."""
+    import openvino as ov
+
+    payload = load_weights(Path(weights))
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    xml_path = output_dir / f"{IR_NAME}.xml"
+    with tempfile.TemporaryDirectory(prefix=".export-", dir=output_dir) as work:
+        work_dir = Path(work)
+        config = _training_config(payload["config"], work_dir)
+        spec = model_spec(config)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the tracer's warnings concern rewrites mmdeploy made on purpose
+            onnx_path = export_onnx(Path(weights), config, spec, work_dir)
+        model = convert_onnx(onnx_path, spec)
+        set_rt_info(model, {
+            "model_info": model_info(spec, payload["labels"], payload["confidence_threshold"]),
+            "otxlite": otxlite_info(spec, payload["labels"], payload["template_id"], half_precision),
+        })
+        ov.save_model(model, work_dir / xml_path.name, compress_to_fp16=half_precision)
+        # The .bin first: an openvino.xml on disk always has its weights beside it.
+        os.replace(work_dir / f"{IR_NAME}.bin", output_dir / f"{IR_NAME}.bin")
+        os.replace(work_dir / xml_path.name, xml_path)
+    save_label_schema(payload["labels"], output_dir / SCHEMA_FILE)
+    return xml_path
+
+
+def _training_config(text: str, work_dir: Path) -> Any:
+    """The ``weights.pth`` config, without importing its ``custom_imports`` (otxlite's training hooks)."""
+    from mmengine.config import Config
+
+    path = work_dir / "training_config.py"
+    path.write_text(text)
+    return Config.fromfile(str(path), import_custom_modules=False)

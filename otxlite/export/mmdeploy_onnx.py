@@ -1,0 +1,135 @@
+"""otxlite ``weights.pth`` -> ONNX through mmdeploy 1.3.1, with the post-processing traced into the graph.
+
+mmdeploy's ``torch2onnx`` builds the MMDetection model, installs its rewriters (NMS as ONNX
+``NonMaxSuppression``, RoI alignment over the FPN levels as OpenVINO's
+``ExperimentalDetectronROIFeatureExtractor``, the mask head, SOLOv2's matrix NMS) and traces it
+with a static input of the training size. The graph starts after MMDetection's data preprocessor
+(it takes a normalised RGB tensor) and ends in three outputs:
+
+- ``dets`` [1, N, 5]: x1, y1, x2, y2, score in input pixels (SOLOv2: the whole input, see below);
+- ``labels`` [1, N]: class ids, 0-based;
+- ``masks``: Mask R-CNN [1, N, 28, 28] per-box probabilities; SOLOv2 [1, N, H/4, W/4] full-image
+  probabilities (mmdeploy gives SOLOv2 detections a box covering the whole input).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from otxlite.errors import OtxliteError
+from otxlite.export.onnx_shim import torchscript_onnx_export
+
+OUTPUT_NAMES = ("dets", "labels", "masks")
+INPUT_NAME = "input"
+OPSET = 11
+SIZE_DIVISOR = 32  # FPN strides: the padded and the resized input must be the same size
+
+# The model types otxlite trains, and how their masks are laid out.
+MASK_LAYOUTS = {"MaskRCNN": "roi", "SOLOv2": "image"}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What the OpenVINO stage must know about the exported model."""
+
+    model_type: str
+    input_size: tuple[int, int]  # (width, height), the training resize
+    mean: tuple[float, float, float]  # in the preprocessor's (RGB) channel order
+    std: tuple[float, float, float]
+    bgr_to_rgb: bool
+    iou_threshold: float  # NMS IoU of the final detections (SOLOv2: none, its matrix NMS has no IoU)
+
+    @property
+    def mask_layout(self) -> str:
+        """``roi``: one small mask per box; ``image``: one mask covering the whole input."""
+        return MASK_LAYOUTS[self.model_type]
+
+
+def model_spec(config: Any) -> ModelSpec:
+    """Read the input size, normalisation and model type from a ``weights.pth`` config."""
+    model = config.model
+    if model.type not in MASK_LAYOUTS:
+        raise OtxliteError(f"Export supports {', '.join(MASK_LAYOUTS)} models; this weights.pth holds a "
+                           f"'{model.type}'.")
+    try:
+        pipeline = config.train_dataloader.dataset.pipeline
+        width, height = next(step["scale"] for step in pipeline if step["type"] == "Resize")
+    except (AttributeError, KeyError, StopIteration, TypeError, ValueError) as err:
+        raise OtxliteError("The weights.pth config has no training Resize step, so the input size is unknown. "
+                           "Export a weights.pth written by otxlite train.") from err
+    if width % SIZE_DIVISOR or height % SIZE_DIVISOR:
+        raise OtxliteError(f"The model was trained at {width}x{height}; export needs sides divisible by "
+                           f"{SIZE_DIVISOR} (the FPN pads to that). Retrain with such a data.input_size.")
+    preprocessor = model.data_preprocessor
+    rcnn = model.get("test_cfg", {}).get("rcnn", {})
+    return ModelSpec(
+        model_type=model.type,
+        input_size=(int(width), int(height)),
+        mean=tuple(float(v) for v in preprocessor.get("mean", (0.0, 0.0, 0.0))),
+        std=tuple(float(v) for v in preprocessor.get("std", (1.0, 1.0, 1.0))),
+        bgr_to_rgb=bool(preprocessor.get("bgr_to_rgb", False) or preprocessor.get("rgb_to_bgr", False)),
+        iou_threshold=float(rcnn.get("nms", {}).get("iou_threshold", 0.5)),
+    )
+
+
+def deploy_config(spec: ModelSpec) -> Any:
+    """mmdeploy's instance-segmentation, OpenVINO, static-shape deploy config (mmdet ``ObjectDetection``)."""
+    from mmengine.config import Config
+
+    width, height = spec.input_size
+    return Config(dict(
+        onnx_config=dict(type="onnx", export_params=True, keep_initializers_as_inputs=False, opset_version=OPSET,
+                         save_file="end2end.onnx", input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
+                         input_shape=[width, height], optimize=True, dynamic_axes=None),
+        codebase_config=dict(type="mmdet", task="ObjectDetection", model_type="end2end",
+                             post_processing=dict(score_threshold=0.05, confidence_threshold=0.005, iou_threshold=0.5,
+                                                  max_output_boxes_per_class=200, pre_top_k=5000, keep_top_k=100,
+                                                  background_label_id=-1, export_postprocess_mask=False)),
+        backend_config=dict(type="openvino", model_inputs=[dict(opt_shapes=dict(input=[1, 3, height, width]))]),
+    ))
+
+
+def model_config(config: Any, spec: ModelSpec) -> Any:
+    """The part of the training config mmdeploy needs: the model and a test pipeline at the training size.
+
+    The training config's ``custom_imports`` (otxlite's training hooks) are left out; otxlite's own
+    model components are registered by importing :mod:`otxlite.models`.
+    """
+    from mmengine.config import Config
+
+    import otxlite.models  # noqa: F401  (registers otxlite's backbones in mmdet's MODELS)
+
+    return Config(dict(
+        default_scope="mmdet",
+        model=copy.deepcopy(config.model.to_dict()),
+        test_pipeline=[
+            dict(type="LoadImageFromFile"),
+            dict(type="Resize", scale=spec.input_size, keep_ratio=False),
+            dict(type="PackDetInputs", meta_keys=("img_id", "img_path", "ori_shape", "img_shape", "scale_factor")),
+        ],
+    ))
+
+
+def export_onnx(weights: Path, config: Any, spec: ModelSpec, work_dir: Path) -> Path:
+    """Trace the model in ``weights`` (an otxlite ``weights.pth``) to ``work_dir/end2end.onnx``."""
+    import mmdeploy.apis
+
+    width, height = spec.input_size
+    sample = np.random.default_rng(0).integers(0, 256, size=(height, width, 3), dtype=np.uint8)
+    deploy_cfg = deploy_config(spec)
+    save_file = deploy_cfg.onnx_config.save_file
+    try:
+        with torchscript_onnx_export():
+            mmdeploy.apis.torch2onnx(sample, str(work_dir), save_file, deploy_cfg, model_config(config, spec),
+                                     str(weights), device="cpu")
+    except Exception as err:  # mmdeploy and the exporter raise many types; the message says what failed
+        raise OtxliteError(f"Tracing {weights} to ONNX with mmdeploy failed: {type(err).__name__}: {err}") from err
+    onnx_path = Path(work_dir) / save_file
+    if not onnx_path.is_file():
+        raise OtxliteError(f"mmdeploy did not write {onnx_path}; see the log above.")
+    return onnx_path

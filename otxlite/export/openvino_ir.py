@@ -1,0 +1,117 @@
+"""mmdeploy's ONNX -> an OpenVINO model that takes a plain BGR image and carries its own metadata.
+
+Input: ``image`` [1, 3, H, W], f32, NCHW, BGR pixel values 0..255 at the training size (a uint8
+array works too: OpenVINO converts it). The BGR->RGB flip and MMDetection's mean/std are part of
+the graph (a ``PrePostProcessor`` step), because otxlite's predictor only resizes. Model API embeds
+its own preprocessing from ``rt_info`` (resize, BGR->RGB, mean, scale) in front of the model, so
+``model_info`` says ``mean_values "0 0 0"``, ``scale_values "1 1 1"``, ``reverse_input_channels
+False``: Model API then only resizes, exactly what the graph expects. (Leaving the graph pure and
+putting mean/std into ``rt_info`` would serve Model API but give wrong results to any runtime-only
+caller that does not read ``rt_info``.)
+
+Outputs, without the batch axis (Model API 0.4.7 accepts both 2D/1D/3D and 3D/2D/4D):
+
+- ``boxes`` [N, 5] f32: x1, y1, x2, y2, score in input pixels; SOLOv2: the whole input;
+- ``labels`` [N] i64: 0-based class ids (index into the label schema);
+- ``masks`` [N, h, w] f32 probabilities: ``rt_info["otxlite"]["mask_layout"]`` is ``roi`` (Mask
+  R-CNN: 28x28 per box, paste into the box) or ``image`` (SOLOv2: H/4 x W/4 over the whole input).
+
+``rt_info["model_info"]`` is what Model API reads (strings; lists space-separated). Model API's
+``InstanceSegmentationModel`` adds 1 to every label id and indexes ``labels`` with it, so ``labels``
+starts with a placeholder (``otx_empty_lbl``, id ``None``) as OTX does; names have spaces replaced
+by ``_`` because Model API splits the list on whitespace. SOLOv2 is also ``MaskRCNN`` for Model API:
+its box is the whole input, and Model API pastes a mask into its box, which for SOLOv2 is the whole
+image. ``rt_info["otxlite"]`` holds otxlite's own keys, with the exact label names as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from otxlite.export.mmdeploy_onnx import OUTPUT_NAMES, ModelSpec
+
+INPUT_NAME = "image"
+IR_OUTPUT_NAMES = dict(zip(OUTPUT_NAMES, ("boxes", "labels", "masks")))
+EMPTY_LABEL = "otx_empty_lbl"  # label 0 of Model API's instance segmentation (it shifts ids by 1)
+MASK_THRESHOLD = 0.5  # MMDetection's mask_thr_binary / mask_thr of both model families
+
+
+def convert_onnx(onnx_path: Path, spec: ModelSpec) -> Any:
+    """Convert the ONNX to an ``openvino.Model`` with normalisation inside and Model API's output names."""
+    import openvino as ov
+
+    model = ov.convert_model(str(onnx_path))
+    model = _embed_normalisation(model, spec)
+    _drop_batch_axis_and_rename(model)
+    model.set_friendly_name(f"otxlite_{spec.model_type}")
+    return model
+
+
+def _embed_normalisation(model: Any, spec: ModelSpec) -> Any:
+    from openvino import Layout, Type
+    from openvino.preprocess import PrePostProcessor
+
+    ppp = PrePostProcessor(model)
+    ppp.input().tensor().set_element_type(Type.f32).set_layout(Layout("NCHW"))
+    ppp.input().model().set_layout(Layout("NCHW"))
+    if spec.bgr_to_rgb:
+        ppp.input().preprocess().reverse_channels()
+    ppp.input().preprocess().mean(list(spec.mean)).scale(list(spec.std))
+    model = ppp.build()
+    model.input().get_tensor().set_names({INPUT_NAME})
+    return model
+
+
+def _drop_batch_axis_and_rename(model: Any) -> None:
+    """``dets``/``labels``/``masks`` [1, N, ...] -> ``boxes``/``labels``/``masks`` [N, ...]."""
+    import openvino.opset13 as ops
+
+    for result in model.get_results():
+        name = IR_OUTPUT_NAMES[next(n for n in result.output(0).get_names() if n in IR_OUTPUT_NAMES)]
+        source = result.input_value(0)
+        source.get_tensor().set_names(set())
+        result.input(0).replace_source_output(ops.squeeze(source, ops.constant([0])).output(0))
+        result.output(0).get_tensor().set_names({name})  # a Result's tensor names are its own
+    model.validate_nodes_and_infer_types()
+
+
+def model_info(spec: ModelSpec, labels: list[str], confidence_threshold: float) -> dict[str, str]:
+    """``rt_info["model_info"]`` for OpenVINO Model API's ``MaskRCNNModel``."""
+    return {
+        "model_type": "MaskRCNN",
+        "task_type": "instance_segmentation",
+        "labels": " ".join([EMPTY_LABEL, *(name.replace(" ", "_") for name in labels)]),
+        "label_ids": " ".join(["None", *(str(i) for i in range(len(labels)))]),
+        "confidence_threshold": str(confidence_threshold),
+        "iou_threshold": str(spec.iou_threshold),
+        "mean_values": "0 0 0",
+        "scale_values": "1 1 1",
+        "reverse_input_channels": "False",
+        "resize_type": "standard",  # otxlite trains with keep_ratio=False
+        "pad_value": "0",
+    }
+
+
+def otxlite_info(spec: ModelSpec, labels: list[str], template_id: str, half_precision: bool) -> dict[str, str]:
+    """``rt_info["otxlite"]``: what otxlite's own predictor needs beyond Model API's keys."""
+    from otxlite import __version__
+
+    return {
+        "version": __version__,
+        "template_id": template_id,
+        "model_type": spec.model_type,
+        "labels": json.dumps(labels),
+        "input_size": f"{spec.input_size[0]} {spec.input_size[1]}",  # width height
+        "mask_layout": spec.mask_layout,
+        "mask_threshold": str(MASK_THRESHOLD),
+        "precision": "FP16" if half_precision else "FP32",
+    }
+
+
+def set_rt_info(model: Any, sections: dict[str, dict[str, str]]) -> None:
+    """Write ``{section: {key: value}}`` into the model's ``rt_info``."""
+    for section, values in sections.items():
+        for key, value in values.items():
+            model.set_rt_info(value, [section, key])
