@@ -151,6 +151,41 @@ def export(
 
 
 @app.command()
+def optimize(
+    load_weights: Annotated[Path, typer.Option("--load-weights", help="The FP32 openvino.xml from `otxlite export` (or a weights.pth, exported first).")],
+    train_data_roots: Annotated[Path, typer.Option("--train-data-roots", help="Images to calibrate on (the training data).")],
+    val_data_roots: Annotated[Optional[Path], typer.Option("--val-data-roots", help="Validation data: FP32 vs INT8 comparison and performance.json.")] = None,
+    output: Output = None,
+    subset_size: Annotated[int, typer.Option("--subset-size", min=1, help="Number of calibration images.")] = 300,
+    preset: Annotated[str, typer.Option("--preset", help="performance (symmetric) or mixed (asymmetric activations).")] = "mixed",
+    max_accuracy_drop: Annotated[Optional[float], typer.Option("--max-accuracy-drop", min=0.0, help="With --val-data-roots: keep INT8 mask mAP within this absolute drop (NNCF accuracy control), e.g. 0.01.")] = None,
+    data_format: DataFormat = None,
+    verbose: Verbose = False,
+) -> None:
+    """Quantize an exported model to INT8 with NNCF (post-processing stays FP32); writes openvino.xml/.bin.
+
+    Example: otxlite optimize --load-weights runs/effnet/openvino/openvino.xml --train-data-roots data/my_coco -o runs/effnet/int8
+    """
+    from rich.table import Table
+
+    from otxlite.optimize import optimize as run_optimization
+    from otxlite.summary import print_summary
+
+    result = run_optimization(load_weights, train_data_roots, val_data_roots, output, subset_size, preset,
+                              max_accuracy_drop, data_format)
+    if result.comparison:
+        table = Table(title="FP32 vs INT8")
+        for column in ("model", "mask mAP", "bbox mAP", ".bin MB", "latency ms"):
+            table.add_column(column, justify="left" if column == "model" else "right")
+        for name, row in result.comparison.items():
+            table.add_row(name, f"{row['mask_mAP']:.4f}", f"{row['bbox_mAP']:.4f}", f"{row['bin_MB']:.1f}",
+                          f"{row['latency_ms']:.1f}")
+        console.print(table)
+    print_summary("Optimization finished", None, {"model": result.xml, "weights": result.xml.with_suffix(".bin"),
+                                                   "performance": result.xml.parent / "performance.json"})
+
+
+@app.command()
 def predict(
     load_weights: Annotated[Path, typer.Option("--load-weights", help="openvino.xml (or weights.pth, exported first).")],
     input: Annotated[str, typer.Option("--input", "-i", help="An image, a folder of images, or a glob like 'photos/*.jpg'.")],

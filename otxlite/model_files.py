@@ -30,3 +30,14 @@ def model_kind(path: Path, allowed: tuple[ModelKind, ...] = (ModelKind.PYTORCH, 
         raise OtxliteError(f"--load-weights {path}: the weights file {path.with_suffix('.bin')} is missing. "
                            "Keep the .xml and .bin of an exported model together.")
     return kind
+
+
+def openvino_model(load_weights: Path, run_dir: Path) -> Path:
+    """The IR to run: ``load_weights`` itself, or an export of a ``weights.pth`` into ``run_dir/openvino``."""
+    if model_kind(load_weights) is ModelKind.OPENVINO:
+        return Path(load_weights)
+    from otxlite.console import console
+    from otxlite.export import export_openvino
+
+    console.print(f"Exporting {load_weights} to OpenVINO first ({run_dir / 'openvino'})")
+    return export_openvino(Path(load_weights), run_dir / "openvino")

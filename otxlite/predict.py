@@ -9,7 +9,7 @@ from typing import Any, Iterator
 
 from otxlite.console import console, err_console
 from otxlite.fileio import atomic_path, write_json_atomic
-from otxlite.model_files import ModelKind, model_kind
+from otxlite.model_files import openvino_model
 from otxlite.runs import run_folder
 
 
@@ -22,16 +22,6 @@ class PredictResult:
     images: int
     detections: int
     skipped: list[Path]
-
-
-def openvino_model(load_weights: Path, run_dir: Path) -> Path:
-    """The IR to run: ``load_weights`` itself, or an export of a ``weights.pth`` into ``run_dir/openvino``."""
-    if model_kind(load_weights) is ModelKind.OPENVINO:
-        return Path(load_weights)
-    from otxlite.export import export_openvino
-
-    console.print(f"Exporting {load_weights} to OpenVINO first ({run_dir / 'openvino'})")
-    return export_openvino(Path(load_weights), run_dir / "openvino")
 
 
 def _display_name(path: Path, source: Path) -> str:

@@ -50,6 +50,36 @@ def resize_image_masks(masks: np.ndarray, height: int, width: int) -> np.ndarray
                      >= MASK_THRESHOLD for m in masks]) if len(masks) else np.zeros((0, height, width), bool)
 
 
+def preprocess(image: np.ndarray, input_size: tuple[int, int], dtype: Any = np.float32) -> np.ndarray:
+    """BGR image -> [1,3,H,W] at ``input_size`` (width, height); normalization is inside the IR."""
+    resized = cv2.resize(image, tuple(input_size), interpolation=cv2.INTER_LINEAR)
+    return resized.transpose(2, 0, 1)[None].astype(dtype)
+
+
+def decode_outputs(outputs: dict[str, np.ndarray], metadata: ModelMetadata, height: int, width: int) -> Prediction:
+    """Raw IR outputs -> detections in original pixels, masks pasted and thresholded."""
+    dets = np.asarray(outputs["boxes"]).reshape(-1, 5)
+    labels = np.asarray(outputs["labels"]).reshape(-1).astype(np.int64)
+    masks = np.asarray(outputs["masks"])
+    masks = masks.reshape(-1, *masks.shape[-2:])
+    keep = dets[:, 4] > 0
+    dets, labels, masks = dets[keep], labels[keep], masks[keep]
+    in_w, in_h = metadata.input_size
+    boxes = dets[:, :4] * np.array([width / in_w, height / in_h] * 2, dtype=np.float32)
+    boxes = np.clip(boxes, 0, [width, height, width, height])
+    if metadata.mask_layout == "roi":
+        full = paste_roi_masks(masks, boxes, height, width)
+    else:
+        full = resize_image_masks(masks, height, width)
+        boxes = _boxes_of(full, boxes)
+    return Prediction(boxes.astype(np.float32), dets[:, 4].astype(np.float32), labels, full)
+
+
+def request_outputs(request: Any) -> dict[str, np.ndarray]:
+    """Copies of an infer request's three outputs."""
+    return {name: request.get_tensor(name).data.copy() for name in ("boxes", "labels", "masks")}
+
+
 class Predictor:
     """An exported otxlite IR compiled on an OpenVINO device."""
 
@@ -70,37 +100,18 @@ class Predictor:
                 raise OtxliteError(f"--load-weights {xml}: the IR has no '{name}' output; re-export it with otxlite.")
 
     def preprocess(self, image: np.ndarray) -> np.ndarray:
-        """BGR image -> [1,3,H,W] at the model's input size (normalization is inside the IR)."""
-        width, height = self.metadata.input_size
-        resized = cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
-        return resized.transpose(2, 0, 1)[None].astype(self.input_dtype)
+        """BGR image -> the model's input tensor."""
+        return preprocess(image, self.metadata.input_size, self.input_dtype)
 
     def postprocess(self, outputs: dict[str, np.ndarray], height: int, width: int) -> Prediction:
-        """Raw outputs -> detections in original pixels, masks pasted and thresholded."""
-        dets = np.asarray(outputs["boxes"]).reshape(-1, 5)
-        labels = np.asarray(outputs["labels"]).reshape(-1).astype(np.int64)
-        masks = np.asarray(outputs["masks"])
-        masks = masks.reshape(-1, *masks.shape[-2:])
-        keep = dets[:, 4] > 0
-        dets, labels, masks = dets[keep], labels[keep], masks[keep]
-        in_w, in_h = self.metadata.input_size
-        boxes = dets[:, :4] * np.array([width / in_w, height / in_h] * 2, dtype=np.float32)
-        boxes = np.clip(boxes, 0, [width, height, width, height])
-        if self.metadata.mask_layout == "roi":
-            full = paste_roi_masks(masks, boxes, height, width)
-        else:
-            full = resize_image_masks(masks, height, width)
-            boxes = _boxes_of(full, boxes)
-        return Prediction(boxes.astype(np.float32), dets[:, 4].astype(np.float32), labels, full)
-
-    def _outputs(self, request: Any) -> dict[str, np.ndarray]:
-        return {name: request.get_tensor(name).data.copy() for name in ("boxes", "labels", "masks")}
+        """Raw outputs -> detections in original pixels."""
+        return decode_outputs(outputs, self.metadata, height, width)
 
     def predict(self, image: np.ndarray) -> Prediction:
         """Detections for one BGR image."""
         request = self.compiled.create_infer_request()
         request.infer({0: self.preprocess(image)})
-        return self.postprocess(self._outputs(request), *image.shape[:2])
+        return self.postprocess(request_outputs(request), *image.shape[:2])
 
     def predict_async(self, images: Iterable[tuple[Any, np.ndarray]],
                       on_result: Callable[[Any, Prediction], None], jobs: int = 0) -> None:
@@ -111,7 +122,7 @@ class Predictor:
 
         def done(request: Any, userdata: tuple[Any, tuple[int, int]]) -> None:
             key, (height, width) = userdata
-            on_result(key, self.postprocess(self._outputs(request), height, width))
+            on_result(key, self.postprocess(request_outputs(request), height, width))
 
         queue.set_callback(done)
         for key, image in images:

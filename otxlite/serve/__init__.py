@@ -1,0 +1,18 @@
+"""``otxlite serve``: an HTTP service in front of an exported IR, with AzureML's online-endpoint contract.
+
+``POST /score`` takes ``{"input_data": {"columns": ["image"], "index": [...], "data": ["<base64>", ...]}}`` and answers
+one ``predictions.json`` entry per image; ``GET /health`` and ``GET /metadata`` describe the service. Built on FastAPI,
+uvicorn and OpenVINO's ``AsyncInferQueue``. Imports only openvino, numpy, OpenCV, Pillow (image headers), FastAPI,
+uvicorn, httpx and the standard library: never torch, mmcv or mmdet.
+
+Modules: ``settings`` (limits), ``schemas`` (request/response models = the OpenAPI document), ``guard`` (API key and
+body size, before a body is read), ``inputs`` (base64 / URL -> checked image bytes), ``fetch`` (URL download that
+refuses private addresses), ``engine`` (decode -> async inference -> AzureML entries), ``app`` (routes), ``server``
+(uvicorn, SIGTERM), ``load`` (the load generator of ``scripts/load_test.py``).
+"""
+
+from otxlite.serve.app import create_app
+from otxlite.serve.server import serve
+from otxlite.serve.settings import ServeSettings
+
+__all__ = ["ServeSettings", "create_app", "serve"]
