@@ -206,6 +206,29 @@ def predict(
     print_summary("Prediction finished", None, {"predictions": result.predictions, "overlays": result.overlays})
 
 
+@app.command()
+def serve(
+    load_weights: Annotated[Path, typer.Option("--load-weights", help="An exported openvino.xml (FP32 or INT8).")],
+    host: Annotated[str, typer.Option("--host", help="Address to listen on; 0.0.0.0 exposes the service to the network.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="TCP port (0: any free port).")] = 8000,
+    api_key: Annotated[Optional[str], typer.Option("--api-key", envvar="OTXLITE_API_KEY", help="Require 'Authorization: Bearer KEY' on /score and /metadata (or set OTXLITE_API_KEY, which stays out of the process list).")] = None,
+    max_image_mb: Annotated[float, typer.Option("--max-image-mb", min=0.001, help="Largest encoded image, in MiB.")] = 20.0,
+    max_images: Annotated[int, typer.Option("--max-images", min=1, help="Most images per request.")] = 16,
+    max_megapixels: Annotated[float, typer.Option("--max-megapixels", min=0.001, help="Largest image by width x height, read from its header before decoding.")] = 40.0,
+    allow_urls: Annotated[bool, typer.Option("--allow-urls", help="Accept http(s) image URLs (fetched with a timeout and size cap, never from private addresses).")] = False,
+    verbose: Verbose = False,
+) -> None:
+    """Serve an IR over HTTP: POST /score (AzureML schema), GET /health, GET /metadata, OpenAPI docs at /docs.
+
+    Example: otxlite serve --load-weights runs/effnet/openvino/openvino.xml --port 8000
+    """
+    from otxlite.serve import ServeSettings
+    from otxlite.serve import serve as run_server
+
+    run_server(load_weights, host, port, ServeSettings(api_key=api_key, max_image_mb=max_image_mb, max_images=max_images,
+                                                       max_megapixels=max_megapixels, allow_urls=allow_urls))
+
+
 def main() -> None:
     """Console entry point: user errors become one paragraph and a non-zero exit code."""
     verbose = "--verbose" in sys.argv

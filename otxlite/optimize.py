@@ -10,6 +10,7 @@ regressor, mask logits) stay FP32 too: they are tiny and most sensitive to round
 
 from __future__ import annotations
 
+import logging
 import random
 import shutil
 import time
@@ -123,6 +124,7 @@ def optimize(load_weights: Path, train_root: Path, val_root: Path | None = None,
     import nncf
     import openvino as ov
 
+    logging.getLogger("nncf").setLevel(logging.WARNING)  # keep NNCF's progress bars, drop its per-node INFO lines
     from otxlite.inference.images import read_image
     from otxlite.inference.metadata import read_metadata
     from otxlite.inference.predictor import preprocess

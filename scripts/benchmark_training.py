@@ -1,4 +1,4 @@
-"""Training speed and memory of otxlite versus the same config run through plain MMDetection.
+r"""Training speed and memory of otxlite versus the same config run through plain MMDetection.
 
 For each template, at its default input size and at a small one, one training epoch (validation
 off, random weights) is run twice, each in its own fresh Python process:
@@ -29,20 +29,30 @@ Peak memory: ``ru_maxrss`` of the measuring process (whole lifetime, so otxlite'
 preparation; the peak before ``runner.train()`` is in the JSON too) and the largest dataloader
 worker's ``ru_maxrss`` (RUSAGE_CHILDREN after the workers are joined).
 
+Also per run (JSON, and a line under the table): the milliseconds per iteration each hook spends
+in ``before/after_train_iter`` and the seconds hooks spend at the epoch end and after the run. The
+otxlite process runs with ``TTY_COMPATIBLE=1 TTY_INTERACTIVE=1``, so rich draws its live progress
+bar as in a terminal (into the worker log), which is what a user's console costs.
+
 A check that both sides run the same training: with the same seed they must report the same first
 iteration loss (``same start`` in the table).
 
-Quick subset (about 2-5 minutes on 2 idle cores)::
+Timings are only comparable on an otherwise idle machine: the load average at start and end is in
+the JSON. Every measuring process trains with the same threads (torch's default) and dataloader
+workers (the template's, or ``--workers``).
 
-    .venv/bin/python scripts/benchmark_training.py --templates MaskRCNN-ResNet18 --sizes 256 --images 16
-
-Smoke test (tiny, under a minute)::
+Smoke test (1 template, 128 px, 8 images; about 1-2 minutes)::
 
     .venv/bin/python scripts/benchmark_training.py --templates MaskRCNN-ResNet18 --sizes 128 --images 8 \
         --batch-size 2 --output /tmp/training.json
 
-Full set (all 8 templates at default size and 256 px, 32 images of 512 px; hours on a 2-core CPU,
-run it on an otherwise idle machine)::
+Quick subset (1 template, 256 px, 16 images, 6 timed iterations per side; well under 10 minutes)::
+
+    .venv/bin/python scripts/benchmark_training.py --templates MaskRCNN-ResNet18 --sizes 256 --images 16 \
+        --batch-size 2 --output /tmp/training.json
+
+Full set (all 8 templates at their default size and at 256 px, 32 images of 512 px, batch 4, so 6
+timed iterations per run; several hours on a 2-core CPU, the 1024 px ResNet-101/152 runs dominate)::
 
     .venv/bin/python scripts/benchmark_training.py [--repeats 3]
 
@@ -52,7 +62,6 @@ Writes a Markdown table to stdout and ``benchmarks/training.json`` (atomically, 
 from __future__ import annotations
 
 import argparse
-import copy
 import gc
 import json
 import os
@@ -71,6 +80,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 MARKER = "BENCHMARK_RESULT "
+TIMED_STAGES = ("before_train_iter", "after_train_iter", "after_train_epoch", "after_train", "after_run")
 DEFAULT_OUTPUT = REPO / "benchmarks" / "training.json"
 DEFAULT_DATA = Path.home() / ".cache" / "otxlite" / "benchmark_training"
 
@@ -96,15 +106,36 @@ def _timing_hook(warmup: int) -> Any:
             self.losses: list[float] = []
             self.epoch_start = self.epoch_end = 0.0
             self.rss_at_start = 0.0
+            self.hook_s: dict[tuple[str, str], float] = {}
 
         def before_train_epoch(self, runner: Any) -> None:
+            for other in runner.hooks:
+                if other is not self:
+                    for stage in TIMED_STAGES:
+                        self._time_calls(other, stage)
             self.rss_at_start = _maxrss_mib()
             self.epoch_start = time.perf_counter()
+
+        def _time_calls(self, hook: Any, stage: str) -> None:
+            """Add up the seconds ``hook`` spends in ``stage`` (the wrapper costs about a microsecond)."""
+            method = getattr(hook, stage)
+            key = (type(hook).__name__, stage)
+            self.hook_s.setdefault(key, 0.0)
+
+            def timed(*args: Any, **kwargs: Any) -> Any:
+                start = time.perf_counter()
+                try:
+                    return method(*args, **kwargs)
+                finally:
+                    self.hook_s[key] += time.perf_counter() - start
+
+            setattr(hook, stage, timed)
 
         def after_train_iter(self, runner: Any, batch_idx: int, data_batch: Any = None, outputs: Any = None) -> None:
             self.iter_end.append(time.perf_counter())
             self.batch.append(len(data_batch["inputs"]) if data_batch else 0)
-            self.losses.append(float((outputs or {}).get("loss", float("nan"))))
+            loss = (outputs or {}).get("loss", float("nan"))
+            self.losses.append(float(loss.detach() if hasattr(loss, "detach") else loss))
 
         def after_train_epoch(self, runner: Any) -> None:
             self.epoch_end = time.perf_counter()
@@ -125,6 +156,10 @@ def _timing_hook(warmup: int) -> Any:
                 epoch_end_s=round(self.epoch_end - self.iter_end[-1], 4),
                 first_loss=self.losses[0], last_loss=self.losses[-1],
                 peak_rss_before_train_mib=self.rss_at_start,
+                hook_ms_per_iter={f"{name}.{stage}": round(1000 * t / n, 3) for (name, stage), t in self.hook_s.items()
+                                  if stage.endswith("_iter") and t * 1e6 / n >= 1},
+                hook_s={f"{name}.{stage}": round(t, 4) for (name, stage), t in self.hook_s.items()
+                        if not stage.endswith("_iter") and t >= 1e-3},
             )
 
     return EpochTimingHook()
@@ -268,8 +303,8 @@ def plain_config(template: Any, input_size: int, batch_size: int, workers: int, 
 
 
 def run_worker(spec: dict[str, Any], log: Path, timeout: int) -> dict[str, Any]:
-    env = {**os.environ, "TTY_COMPATIBLE": "1", "TTY_INTERACTIVE": "1", "COLUMNS": "120",
-           "PYTHONWARNINGS": "ignore"}  # rich draws its live progress bar as in a terminal
+    # rich draws its live progress bar as it does in a terminal (into the log file)
+    env = {**os.environ, "TTY_COMPATIBLE": "1", "TTY_INTERACTIVE": "1", "COLUMNS": "120"}
     with open(log, "w") as out:
         try:
             proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(spec)],
@@ -279,8 +314,8 @@ def run_worker(spec: dict[str, Any], log: Path, timeout: int) -> dict[str, Any]:
             code = "timeout"
     text = log.read_text(errors="replace")
     for line in reversed(text.splitlines()):
-        if line.startswith(MARKER):
-            return json.loads(line[len(MARKER):])
+        if MARKER in line:  # rich may have put terminal control codes before it
+            return json.loads(line.split(MARKER, 1)[1])
     tail = "\n".join(text.splitlines()[-15:])
     return {"side": spec["side"], "error": f"exit {code}; log tail:\n{tail}"}
 
@@ -296,7 +331,8 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
         peak_rss_mib=max(r["peak_rss_mib"] for r in ok),
         peak_rss_before_train_mib=max(r["peak_rss_before_train_mib"] for r in ok),
         worker_peak_rss_mib=max(r["worker_peak_rss_mib"] for r in ok),
-        first_loss=ok[0]["first_loss"], runs=runs,
+        first_loss=ok[0]["first_loss"], hook_ms_per_iter=ok[0]["hook_ms_per_iter"], hook_s=ok[0]["hook_s"],
+        runs=runs,
     )
 
 
@@ -317,7 +353,26 @@ def table(rows: list[dict[str, Any]]) -> str:
             f"{p['images_per_s']:.3f} | {row['overhead']:.3f} | {o['peak_rss_mib']:.0f} | {p['peak_rss_mib']:.0f} | "
             f"{o['worker_peak_rss_mib']:.0f} / {p['worker_peak_rss_mib']:.0f} | "
             f"{o['epoch_end_s']:.2f} / {p['epoch_end_s']:.2f} | {same} |")
-    return "\n".join(lines)
+    notes = []
+    for row in rows:
+        o, p = row["otxlite"], row["plain"]
+        if "error" in o or "error" in p:
+            continue
+        costs = {**{k: (v, p["hook_ms_per_iter"].get(k)) for k, v in o["hook_ms_per_iter"].items()},
+                 **{k: (o["hook_ms_per_iter"].get(k), v) for k, v in p["hook_ms_per_iter"].items()
+                    if k not in o["hook_ms_per_iter"]}}
+        shown = ", ".join(f"{k} {_ms(a)}/{_ms(b)}" for k, (a, b) in
+                          sorted(costs.items(), key=lambda item: -max(item[1][0] or 0, item[1][1] or 0))
+                          if max(a or 0, b or 0) >= 0.05)
+        ends = ", ".join(f"{k} {v:.2f}" for k, v in o["hook_s"].items())
+        plain_ends = ", ".join(f"{k} {v:.2f}" for k, v in p["hook_s"].items())
+        notes.append(f"- {row['template']} @ {row['input_size']}: hook ms per iteration (otxlite/plain): {shown}; "
+                     f"hook s outside iterations: otxlite {ends or '-'}; plain {plain_ends or '-'}")
+    return "\n".join(lines + ([""] + notes if notes else []))
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
@@ -334,6 +389,7 @@ def write_json_atomic(path: Path, data: Any) -> None:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     epilog="What is timed, and example runs: see the top of this script.",
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--templates", nargs="+", help="template names or ids (default: all shipped templates)")
     parser.add_argument("--sizes", nargs="+", default=["default", "256"],
@@ -346,7 +402,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=1, help="runs per side; the median is reported (default 1)")
     parser.add_argument("--timeout", type=int, default=7200, help="seconds per measuring process (default 7200)")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help=f"dataset cache (default {DEFAULT_DATA})")
-    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="JSON results (default benchmarks/training.json)")
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT,
+                        help="JSON results (default benchmarks/training.json)")
     parser.add_argument("--keep", action="store_true", help="keep the run folders and worker logs (printed)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

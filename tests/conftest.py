@@ -33,3 +33,11 @@ def trained_run(sample_dataset: Path, tmp_path_factory: pytest.TempPathFactory):
 
     return train("MaskRCNN-EfficientNetB2B", sample_dataset, output=tmp_path_factory.mktemp("run"),
                  params=FAST_PARAMS + ["learning_parameters.num_iters=6"], pretrained=False)
+
+
+@pytest.fixture(scope="session")
+def exported_ir(trained_run, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The session's trained model exported to OpenVINO IR (FP32)."""
+    from otxlite.export import export_openvino
+
+    return export_openvino(trained_run.weights, tmp_path_factory.mktemp("openvino"))

@@ -87,7 +87,7 @@ def deploy_config(spec: ModelSpec) -> Any:
                          save_file="end2end.onnx", input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
                          input_shape=[width, height], optimize=True, dynamic_axes=None),
         codebase_config=dict(type="mmdet", task="ObjectDetection", model_type="end2end",
-                             post_processing=dict(score_threshold=0.05, confidence_threshold=0.005, iou_threshold=0.5,
+                             post_processing=dict(score_threshold=0.0, confidence_threshold=0.005, iou_threshold=0.5,
                                                   max_output_boxes_per_class=200, pre_top_k=5000, keep_top_k=100,
                                                   background_label_id=-1, export_postprocess_mask=False)),
         backend_config=dict(type="openvino", model_inputs=[dict(opt_shapes=dict(input=[1, 3, height, width]))]),

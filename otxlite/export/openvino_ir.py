@@ -30,6 +30,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from otxlite.export.mmdeploy_onnx import OUTPUT_NAMES, ModelSpec
 
 INPUT_NAME = "image"
@@ -44,7 +46,7 @@ def convert_onnx(onnx_path: Path, spec: ModelSpec) -> Any:
 
     model = ov.convert_model(str(onnx_path))
     model = _embed_normalisation(model, spec)
-    _drop_batch_axis_and_rename(model)
+    _finish_outputs(model)
     model.set_friendly_name(f"otxlite_{spec.model_type}")
     return model
 
@@ -64,15 +66,25 @@ def _embed_normalisation(model: Any, spec: ModelSpec) -> Any:
     return model
 
 
-def _drop_batch_axis_and_rename(model: Any) -> None:
-    """``dets``/``labels``/``masks`` [1, N, ...] -> ``boxes``/``labels``/``masks`` [N, ...]."""
+def _finish_outputs(model: Any) -> None:
+    """``dets``/``labels``/``masks`` [1, N, ...] -> ``boxes``/``labels``/``masks`` [N, ...] without empty boxes.
+
+    mmdeploy pads its NMS results with an all-zero box so that no tensor is ever empty; the RoI head
+    then scores that box like any other (often above the confidence threshold). Rows whose box has
+    no area are dropped here, so consumers see only real detections.
+    """
     import openvino.opset13 as ops
 
-    for result in model.get_results():
-        name = IR_OUTPUT_NAMES[next(n for n in result.output(0).get_names() if n in IR_OUTPUT_NAMES)]
-        source = result.input_value(0)
-        source.get_tensor().set_names(set())
-        result.input(0).replace_source_output(ops.squeeze(source, ops.constant([0])).output(0))
+    results = {IR_OUTPUT_NAMES[next(n for n in r.output(0).get_names() if n in IR_OUTPUT_NAMES)]: r
+               for r in model.get_results()}
+    squeezed = {name: ops.squeeze(r.input_value(0), ops.constant([0])) for name, r in results.items()}
+    x1, y1, x2, y2, _ = ops.split(squeezed["boxes"], ops.constant(1), 5).outputs()
+    has_area = ops.logical_and(ops.greater(ops.subtract(x2, x1), ops.constant(np.float32(0))),
+                               ops.greater(ops.subtract(y2, y1), ops.constant(np.float32(0))))  # [N, 1]
+    keep = ops.squeeze(ops.non_zero(ops.squeeze(has_area, ops.constant([1])), "i64"), ops.constant([0]))  # [K]
+    for name, result in results.items():
+        result.input_value(0).get_tensor().set_names(set())
+        result.input(0).replace_source_output(ops.gather(squeezed[name], keep, ops.constant(0)).output(0))
         result.output(0).get_tensor().set_names({name})  # a Result's tensor names are its own
     model.validate_nodes_and_infer_types()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,7 @@ def read_metadata(model: Any, xml: Path) -> ModelMetadata:
             f"--load-weights {xml}: this IR lacks the metadata otxlite needs ({', '.join(missing)} in rt_info). "
             "Export it with `otxlite export`, which writes otxlite's and Model API's metadata."
         )
-    labels = _rt(model, "otxlite", "labels").split("\n")
+    labels = json.loads(_rt(model, "otxlite", "labels"))
     width, height = (int(v) for v in _rt(model, "otxlite", "input_size").split())
     return ModelMetadata(
         labels=labels,

@@ -119,15 +119,23 @@ class Predictor:
         import openvino as ov
 
         queue = ov.AsyncInferQueue(self.compiled, jobs)
+        errors: list[BaseException] = []
 
         def done(request: Any, userdata: tuple[Any, tuple[int, int]]) -> None:
             key, (height, width) = userdata
-            on_result(key, self.postprocess(request_outputs(request), height, width))
+            try:
+                on_result(key, self.postprocess(request_outputs(request), height, width))
+            except BaseException as err:  # re-raised in the caller's thread below
+                errors.append(err)
 
         queue.set_callback(done)
         for key, image in images:
+            if errors:
+                break
             queue.start_async({0: self.preprocess(image)}, (key, image.shape[:2]))
         queue.wait_all()
+        if errors:
+            raise errors[0]
 
 
 def _boxes_of(masks: np.ndarray, fallback: np.ndarray) -> np.ndarray:
