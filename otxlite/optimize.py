@@ -171,6 +171,7 @@ def optimize(load_weights: Path, train_root: Path, val_root: Path | None = None,
                               "accuracy control.")
         quantized = nncf.quantize(model, calibration, **options)
         method = "nncf.quantize"
+    compress_float_weights(quantized)
     quantized.set_rt_info(method, ["otxlite", "optimization", "method"])
     quantized.set_rt_info(preset, ["otxlite", "optimization", "preset"])
     quantized.set_rt_info(str(len(paths)), ["otxlite", "optimization", "subset_size"])
@@ -183,6 +184,32 @@ def optimize(load_weights: Path, train_root: Path, val_root: Path | None = None,
         return OptimizeResult(xml, None, None)
     sample_image = read_image(paths[0])
     return OptimizeResult(xml, *_compare(fp32_xml, xml, Path(val_root), run_dir, data_format, sample_image))
+
+
+def compress_float_weights(model: Any, min_size: int = 1024) -> int:
+    """Store the FP32 weights NNCF left unquantized (e.g. EfficientNet's squeeze-excitation convolutions,
+    which NNCF keeps out of INT8 on purpose) as FP16 followed by a Convert, as OpenVINO's own FP16
+    compression does. Returns the number of weights compressed."""
+    import openvino as ov
+    import openvino.opset13 as ops
+
+    weight_users = {"Convolution", "GroupConvolution", "ConvolutionBackpropData", "MatMul"}
+    count = 0
+    for op in model.get_ordered_ops():
+        if op.get_type_name() != "Constant" or op.get_output_element_type(0) != ov.Type.f32:
+            continue
+        targets = list(op.output(0).get_target_inputs())
+        if not targets or any(t.get_node().get_type_name() not in weight_users or t.get_index() != 1
+                              for t in targets):
+            continue
+        data = op.get_data()
+        if data.size < min_size:
+            continue
+        half = ops.convert(ops.constant(data.astype(np.float16)), ov.Type.f32)
+        for target in targets:
+            target.replace_source_output(half.output(0))
+        count += 1
+    return count
 
 
 def _save_model(model: Any, xml: Path) -> Path:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +34,7 @@ def export_openvino(weights: Path, output_dir: Path, half_precision: bool = Fals
         work_dir = Path(work)
         config = _training_config(payload["config"], work_dir)
         spec = model_spec(config)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the tracer's warnings concern rewrites mmdeploy made on purpose
-            onnx_path = export_onnx(Path(weights), config, spec, work_dir)
+        onnx_path = export_onnx(Path(weights), config, spec, work_dir)
         model = convert_onnx(onnx_path, spec)
         set_rt_info(model, {
             "model_info": model_info(spec, payload["labels"], payload["confidence_threshold"]),

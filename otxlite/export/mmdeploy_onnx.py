@@ -15,9 +15,12 @@ with a static input of the training size. The graph starts after MMDetection's d
 from __future__ import annotations
 
 import copy
+import logging
+import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -85,7 +88,7 @@ def deploy_config(spec: ModelSpec) -> Any:
     return Config(dict(
         onnx_config=dict(type="onnx", export_params=True, keep_initializers_as_inputs=False, opset_version=OPSET,
                          save_file="end2end.onnx", input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
-                         input_shape=[width, height], optimize=True, dynamic_axes=None),
+                         input_shape=[width, height], optimize=False, dynamic_axes=None),
         codebase_config=dict(type="mmdet", task="ObjectDetection", model_type="end2end",
                              post_processing=dict(score_threshold=0.0, confidence_threshold=0.005, iou_threshold=0.5,
                                                   max_output_boxes_per_class=200, pre_top_k=5000, keep_top_k=100,
@@ -124,7 +127,7 @@ def export_onnx(weights: Path, config: Any, spec: ModelSpec, work_dir: Path) -> 
     deploy_cfg = deploy_config(spec)
     save_file = deploy_cfg.onnx_config.save_file
     try:
-        with torchscript_onnx_export():
+        with torchscript_onnx_export(), _quiet_openmmlab():
             mmdeploy.apis.torch2onnx(sample, str(work_dir), save_file, deploy_cfg, model_config(config, spec),
                                      str(weights), device="cpu")
     except Exception as err:  # mmdeploy and the exporter raise many types; the message says what failed
@@ -133,3 +136,19 @@ def export_onnx(weights: Path, config: Any, spec: ModelSpec, work_dir: Path) -> 
     if not onnx_path.is_file():
         raise OtxliteError(f"mmdeploy did not write {onnx_path}; see the log above.")
     return onnx_path
+
+
+@contextmanager
+def _quiet_openmmlab() -> Iterator[None]:
+    """Hide the tracer's warnings (about rewrites mmdeploy made on purpose) and mmengine's info/warning logs."""
+    from mmengine.logging import MMLogger
+
+    logger = MMLogger.get_current_instance()
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)

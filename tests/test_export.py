@@ -1,0 +1,264 @@
+"""otxlite export: weights.pth -> OpenVINO IR that runs with OpenVINO alone and loads in OpenVINO Model API."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import FAST_PARAMS
+from otxlite.errors import OtxliteError
+from otxlite.export import export_openvino
+from otxlite.export.onnx_shim import torchscript_onnx_export
+
+LABELS = ["disc", "star", "ring"]
+MODEL_INFO_KEYS = {"model_type", "task_type", "labels", "label_ids", "confidence_threshold", "iou_threshold",
+                   "mean_values", "scale_values", "reverse_input_channels", "resize_type", "pad_value"}
+OTXLITE_KEYS = {"version", "template_id", "model_type", "labels", "input_size", "mask_layout", "mask_threshold",
+                "precision"}
+F32 = {"INFERENCE_PRECISION_HINT": "f32"}  # CPUs with bf16 units otherwise run an FP32 IR in bf16
+
+
+@pytest.fixture(scope="module")
+def exported(trained_run, tmp_path_factory) -> Path:
+    return export_openvino(trained_run.weights, tmp_path_factory.mktemp("ir"))
+
+
+@pytest.fixture(scope="module")
+def solov2_ir(sample_dataset, tmp_path_factory) -> Path:
+    from otxlite.engine.train import train
+
+    run = train("SOLOv2", sample_dataset, output=tmp_path_factory.mktemp("solo"), pretrained=False,
+                params=[p for p in FAST_PARAMS if not p.startswith("data.input_size")]
+                + ["data.input_size=[96,96]", "learning_parameters.num_iters=1"])
+    return export_openvino(run.weights, tmp_path_factory.mktemp("solo_ir"))
+
+
+def val_image(dataset: Path) -> np.ndarray:
+    return cv2.imread(str(sorted((dataset / "images" / "val").glob("*.jpg"))[0]))
+
+
+def read_ir(xml: Path):
+    import openvino as ov
+
+    return ov.Core().read_model(str(xml))
+
+
+def info(model, section: str, key: str) -> str:
+    return model.get_rt_info([section, key]).astype(str)
+
+
+def run_ir(xml: Path, image: np.ndarray) -> dict[str, np.ndarray]:
+    """What otxlite's predictor does: resize to the input size, NCHW, no normalisation."""
+    import openvino as ov
+
+    model = read_ir(xml)
+    width, height = (int(v) for v in info(model, "otxlite", "input_size").split())
+    compiled = ov.Core().compile_model(model, "CPU", F32)
+    out = compiled(cv2.resize(image, (width, height)).transpose(2, 0, 1)[None])
+    return {name: out[name] for name in ("boxes", "labels", "masks")}
+
+
+# --- the dynamo=False shim ------------------------------------------------------------------------------------
+
+
+def test_shim_passes_dynamo_false_and_restores(monkeypatch) -> None:
+    import torch.onnx
+
+    calls = []
+    monkeypatch.setattr(torch.onnx, "export", lambda *args, **kwargs: calls.append((args, kwargs)))
+    fake = torch.onnx.export
+    with torchscript_onnx_export():
+        assert torch.onnx.export is not fake
+        torch.onnx.export("model", ("x",), "f.onnx", opset_version=11)
+    assert torch.onnx.export is fake
+    assert calls == [(("model", ("x",), "f.onnx"), {"opset_version": 11, "dynamo": False})]
+
+
+def test_shim_restores_on_error(monkeypatch) -> None:
+    import torch.onnx
+
+    def failing(*args, **kwargs):
+        raise RuntimeError("exporter failed")
+
+    monkeypatch.setattr(torch.onnx, "export", failing)
+    with pytest.raises(RuntimeError, match="exporter failed"), torchscript_onnx_export():
+        torch.onnx.export("model", ())
+    assert torch.onnx.export is failing
+
+
+# --- errors ----------------------------------------------------------------------------------------------------
+
+
+def test_export_rejects_a_file_that_is_not_weights(tmp_path) -> None:
+    bogus = tmp_path / "weights.pth"
+    bogus.write_text("not a checkpoint")
+    with pytest.raises(OtxliteError, match="weights.pth"):
+        export_openvino(bogus, tmp_path / "out")
+    assert not (tmp_path / "out" / "openvino.xml").exists()
+
+
+def test_model_spec_rejects_unsupported_models_and_sizes() -> None:
+    from mmengine.config import Config
+
+    from otxlite.export.mmdeploy_onnx import model_spec
+
+    def config(model_type: str, size: tuple[int, int]) -> Config:
+        return Config(dict(model=dict(type=model_type, data_preprocessor=dict(mean=[0, 0, 0], std=[1, 1, 1])),
+                           train_dataloader=dict(dataset=dict(pipeline=[dict(type="Resize", scale=size)]))))
+
+    assert model_spec(config("MaskRCNN", (320, 192))).input_size == (320, 192)
+    with pytest.raises(OtxliteError, match="RetinaNet"):
+        model_spec(config("RetinaNet", (320, 320)))
+    with pytest.raises(OtxliteError, match="divisible by 32"):
+        model_spec(config("MaskRCNN", (300, 300)))
+
+
+# --- Mask R-CNN --------------------------------------------------------------------------------------------------
+
+
+def test_export_writes_ir_and_label_schema(exported: Path) -> None:
+    assert exported.name == "openvino.xml"
+    assert exported.with_suffix(".bin").stat().st_size > 1_000_000
+    schema = json.loads((exported.parent / "label_schema.json").read_text())
+    assert [entry["name"] for entry in schema["labels"]] == LABELS
+    assert not list(exported.parent.glob(".export-*")), "the work folder is removed"
+
+
+def test_ir_signature_and_metadata(exported: Path, trained_run) -> None:
+    from otxlite.engine.checkpoint import load_weights
+
+    model = read_ir(exported)
+    assert [tuple(p.shape) for p in model.inputs] == [(1, 3, 128, 128)]
+    outputs = {o.get_any_name(): o.get_partial_shape() for o in model.outputs}
+    assert set(outputs) == {"boxes", "labels", "masks"}
+    assert outputs["boxes"].rank.get_length() == 2 and outputs["boxes"][1].get_length() == 5
+    assert outputs["labels"].rank.get_length() == 1
+    assert [d.get_length() for d in list(outputs["masks"])[1:]] == [28, 28]
+
+    assert MODEL_INFO_KEYS <= set(model.get_rt_info()["model_info"].keys())
+    assert OTXLITE_KEYS <= set(model.get_rt_info()["otxlite"].keys())
+    assert info(model, "model_info", "model_type") == "MaskRCNN"
+    assert info(model, "model_info", "labels").split() == ["otx_empty_lbl", *LABELS]
+    assert info(model, "model_info", "label_ids").split() == ["None", "0", "1", "2"]
+    payload = load_weights(trained_run.weights)
+    assert float(info(model, "model_info", "confidence_threshold")) == pytest.approx(payload["confidence_threshold"])
+    assert json.loads(info(model, "otxlite", "labels")) == LABELS
+    assert info(model, "otxlite", "input_size") == "128 128"
+    assert info(model, "otxlite", "mask_layout") == "roi"
+    assert info(model, "otxlite", "precision") == "FP32"
+    assert info(model, "otxlite", "template_id") == payload["template_id"]
+
+
+def test_ir_holds_the_postprocessing(exported: Path) -> None:
+    types = {op.get_type_name() for op in read_ir(exported).get_ordered_ops()}
+    assert {"NonMaxSuppression", "ExperimentalDetectronROIFeatureExtractor"} <= types
+
+
+def test_ir_runs_with_openvino_alone(exported: Path, sample_dataset: Path, tmp_path: Path) -> None:
+    """In a fresh interpreter where torch, mmcv and mmdet cannot be imported; uint8 input works as well."""
+    image_path = tmp_path / "image.png"
+    cv2.imwrite(str(image_path), cv2.resize(val_image(sample_dataset), (128, 128)))
+    script = f"""
+import sys
+for name in ("torch", "mmcv", "mmdet", "mmengine", "mmdeploy"):
+    sys.modules[name] = None
+import cv2, openvino as ov
+compiled = ov.Core().compile_model({str(exported)!r}, "CPU")
+out = compiled(cv2.imread({str(image_path)!r}).transpose(2, 0, 1)[None])
+print(out["boxes"].shape[1], out["labels"].ndim, out["masks"].shape[1:])
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["5", "1", "(28,", "28)"]
+
+
+def test_ir_outputs(exported: Path, sample_dataset: Path) -> None:
+    out = run_ir(exported, val_image(sample_dataset))
+    boxes, labels, masks = out["boxes"], out["labels"], out["masks"]
+    assert boxes.ndim == 2 and boxes.shape[1] == 5 and len(boxes) > 0
+    assert labels.shape == (len(boxes),) and masks.shape == (len(boxes), 28, 28)
+    assert set(labels.tolist()) <= {0, 1, 2}
+    assert np.all(boxes[:, :4] >= 0) and np.all(boxes[:, :4] <= 128)
+    assert np.all(boxes[:, 2] > boxes[:, 0]) and np.all(boxes[:, 3] > boxes[:, 1]), "no empty (padding) boxes"
+    assert np.all((boxes[:, 4] >= 0) & (boxes[:, 4] <= 1))
+    assert np.all((masks >= 0) & (masks <= 1))
+
+
+def test_model_api_loads_ir_and_agrees(exported: Path, sample_dataset: Path) -> None:
+    import openvino as ov
+    from model_api.adapters import OpenvinoAdapter
+    from model_api.models import MaskRCNNModel, Model
+
+    model = Model.create_model(OpenvinoAdapter(ov.Core(), str(exported), device="CPU", plugin_config=F32))
+    assert isinstance(model, MaskRCNNModel)
+    threshold = 0.05  # low, so that the test sees detections even from a briefly trained model
+    model.set_param("confidence_threshold", threshold)
+    image = cv2.resize(val_image(sample_dataset), (128, 128))  # at the input size Model API's resize is exact
+    result = model(image)
+
+    out = run_ir(exported, image)
+    keep = (out["boxes"][:, 4] > threshold) & (np.prod(out["boxes"][:, 2:4] - out["boxes"][:, :2], axis=1) > 1)
+    assert len(result.bboxes) == keep.sum() > 0
+    order = np.argsort(-out["boxes"][keep, 4], kind="stable")
+    np.testing.assert_allclose(result.scores, out["boxes"][keep, 4][order], atol=1e-5)
+    np.testing.assert_allclose(result.bboxes, np.clip(np.round(out["boxes"][keep, :4][order]), 0, 128), atol=1)
+    assert result.label_names == [LABELS[i] for i in out["labels"][keep][order]]
+    assert result.masks.shape == (len(result.bboxes), 128, 128)
+
+
+def test_half_precision_ir_is_smaller_and_close(exported: Path, trained_run, tmp_path: Path, sample_dataset) -> None:
+    half = export_openvino(trained_run.weights, tmp_path, half_precision=True)
+    ratio = half.with_suffix(".bin").stat().st_size / exported.with_suffix(".bin").stat().st_size
+    assert 0.4 < ratio < 0.6
+    assert info(read_ir(half), "otxlite", "precision") == "FP16"
+    image = val_image(sample_dataset)
+    full, reduced = run_ir(exported, image), run_ir(half, image)
+    best = np.argmax(full["boxes"][:, 4])
+    ious = box_iou(full["boxes"][best:best + 1, :4], reduced["boxes"][:, :4])[0]
+    assert ious.max() > 0.9
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    lt, rb = np.maximum(a[:, None, :2], b[None, :, :2]), np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
+    area = lambda boxes: np.prod(boxes[:, 2:] - boxes[:, :2], axis=1)  # noqa: E731
+    return inter / (area(a)[:, None] + area(b)[None, :] - inter)
+
+
+# --- SOLOv2 ------------------------------------------------------------------------------------------------------
+
+
+def test_solov2_exports_full_image_masks(solov2_ir: Path, sample_dataset: Path) -> None:
+    model = read_ir(solov2_ir)
+    assert info(model, "otxlite", "mask_layout") == "image"
+    assert info(model, "otxlite", "model_type") == "SOLOv2"
+    assert info(model, "otxlite", "input_size") == "96 96"
+    out = run_ir(solov2_ir, val_image(sample_dataset))
+    n = len(out["boxes"])
+    assert out["masks"].shape == (n, 24, 24) and out["labels"].shape == (n,)
+    if n:  # SOLOv2 has no boxes: each detection covers the whole input
+        np.testing.assert_array_equal(out["boxes"][:, :4], np.tile([0, 0, 96, 96], (n, 1)))
+
+
+def test_model_api_runs_solov2(solov2_ir: Path, sample_dataset: Path) -> None:
+    """Model API's MaskRCNNModel pastes a mask into its box; SOLOv2's box is the whole image, so masks stay right."""
+    import openvino as ov
+    from model_api.adapters import OpenvinoAdapter
+    from model_api.models import Model
+
+    model = Model.create_model(OpenvinoAdapter(ov.Core(), str(solov2_ir), device="CPU", plugin_config=F32))
+    model.set_param("confidence_threshold", 0.0)
+    image = cv2.resize(val_image(sample_dataset), (96, 96))
+    result = model(image)
+    out = run_ir(solov2_ir, image)
+    expected = [cv2.resize(m, (96, 96)) > 0.5 for m, s in zip(out["masks"], out["boxes"][:, 4]) if s > 0]
+    assert len(result.masks) == len(expected)
+    for got, want in zip(result.masks.astype(bool), expected):
+        union = (got | want).sum()
+        assert union == 0 or (got & want).sum() / union > 0.8
