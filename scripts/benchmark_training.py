@@ -22,7 +22,9 @@ mmengine's: timer, logger, scheduler, EMA) and the forward/backward/optimizer st
 preparation, model building, the warm-up iterations (dataloader start-up, first allocations) and the
 epoch end (checkpoint writing, reported separately as ``epoch end s``). images/s = images in the
 window / window seconds; overhead = otxlite seconds per image / plain seconds per image (target
-<= 1.05). With ``--repeats R`` each side runs R times (alternating which goes first) and the median
+<= 1.05). CPU overhead: the same ratio of the measuring process's CPU time (``time.process_time``,
+all its threads, not the dataloader workers) over the window; it moves less than wall time when
+other jobs share the machine. With ``--repeats R`` each side runs R times (alternating which goes first) and the median
 images/s is reported.
 
 Peak memory: ``ru_maxrss`` of the measuring process (whole lifetime, so otxlite's includes its data
@@ -32,7 +34,8 @@ worker's ``ru_maxrss`` (RUSAGE_CHILDREN after the workers are joined).
 Also per run (JSON, and a line under the table): the milliseconds per iteration each hook spends
 in ``before/after_train_iter`` and the seconds hooks spend at the epoch end and after the run. The
 otxlite process runs with ``TTY_COMPATIBLE=1 TTY_INTERACTIVE=1``, so rich draws its live progress
-bar as in a terminal (into the worker log), which is what a user's console costs.
+bar as in a terminal (into the worker log), which is what a user's console costs; ``--console pipe``
+measures it as with redirected output instead.
 
 A check that both sides run the same training: with the same seed they must report the same first
 iteration loss (``same start`` in the table).
@@ -102,6 +105,7 @@ def _timing_hook(warmup: int) -> Any:
 
         def __init__(self) -> None:
             self.iter_end: list[float] = []
+            self.iter_cpu: list[float] = []  # process CPU time (all threads of the measuring process)
             self.batch: list[int] = []
             self.losses: list[float] = []
             self.epoch_start = self.epoch_end = 0.0
@@ -115,6 +119,7 @@ def _timing_hook(warmup: int) -> Any:
                         self._time_calls(other, stage)
             self.rss_at_start = _maxrss_mib()
             self.epoch_start = time.perf_counter()
+            self.epoch_start_cpu = time.process_time()
 
         def _time_calls(self, hook: Any, stage: str) -> None:
             """Add up the seconds ``hook`` spends in ``stage`` (the wrapper costs about a microsecond)."""
@@ -133,6 +138,7 @@ def _timing_hook(warmup: int) -> Any:
 
         def after_train_iter(self, runner: Any, batch_idx: int, data_batch: Any = None, outputs: Any = None) -> None:
             self.iter_end.append(time.perf_counter())
+            self.iter_cpu.append(time.process_time())
             self.batch.append(len(data_batch["inputs"]) if data_batch else 0)
             loss = (outputs or {}).get("loss", float("nan"))
             self.losses.append(float(loss.detach() if hasattr(loss, "detach") else loss))
@@ -147,10 +153,12 @@ def _timing_hook(warmup: int) -> Any:
                                  "use more --images or a smaller --batch-size")
             window = self.iter_end[-1] - self.iter_end[warmup - 1] if warmup else self.iter_end[-1] - self.epoch_start
             images = sum(self.batch[warmup:])
+            cpu = self.iter_cpu[-1] - (self.iter_cpu[warmup - 1] if warmup else self.epoch_start_cpu)
             starts = [self.epoch_start, *self.iter_end[:-1]]
             return dict(
                 iterations=n, timed_iterations=n - warmup, timed_images=images, timed_s=round(window, 4),
-                images_per_s=round(images / window, 4),
+                images_per_s=round(images / window, 4), timed_cpu_s=round(cpu, 4),
+                cpu_s_per_image=round(cpu / images, 4),
                 iter_s=[round(end - start, 4) for start, end in zip(starts, self.iter_end)],
                 epoch_s=round(self.epoch_end - self.epoch_start, 4),
                 epoch_end_s=round(self.epoch_end - self.iter_end[-1], 4),
@@ -302,9 +310,10 @@ def plain_config(template: Any, input_size: int, batch_size: int, workers: int, 
     return path
 
 
-def run_worker(spec: dict[str, Any], log: Path, timeout: int) -> dict[str, Any]:
-    # rich draws its live progress bar as it does in a terminal (into the log file)
-    env = {**os.environ, "TTY_COMPATIBLE": "1", "TTY_INTERACTIVE": "1", "COLUMNS": "120"}
+def run_worker(spec: dict[str, Any], log: Path, timeout: int, terminal: bool = True) -> dict[str, Any]:
+    # terminal: rich draws its live progress bar as it does in a terminal (into the log file)
+    tty = "1" if terminal else "0"
+    env = {**os.environ, "TTY_COMPATIBLE": tty, "TTY_INTERACTIVE": tty, "COLUMNS": "120"}
     with open(log, "w") as out:
         try:
             proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(spec)],
@@ -327,7 +336,8 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
     median = lambda key: round(statistics.median(r[key] for r in ok), 4)  # noqa: E731
     return dict(
         images_per_s=median("images_per_s"), s_per_image=round(1 / median("images_per_s"), 4),
-        epoch_end_s=median("epoch_end_s"), train_call_s=median("train_call_s"), setup_s=median("setup_s"),
+        cpu_s_per_image=median("cpu_s_per_image"), epoch_end_s=median("epoch_end_s"),
+        train_call_s=median("train_call_s"), setup_s=median("setup_s"),
         peak_rss_mib=max(r["peak_rss_mib"] for r in ok),
         peak_rss_before_train_mib=max(r["peak_rss_before_train_mib"] for r in ok),
         worker_peak_rss_mib=max(r["worker_peak_rss_mib"] for r in ok),
@@ -337,20 +347,21 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    lines = ["| template | input | batch | otxlite img/s | plain img/s | overhead | otxlite peak MiB "
+    lines = ["| template | input | batch | otxlite img/s | plain img/s | overhead | CPU overhead | otxlite peak MiB "
              "| plain peak MiB | worker peak MiB (otx/plain) | epoch end s (otx/plain) | same start |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         o, p = row["otxlite"], row["plain"]
         if "error" in o or "error" in p:
             lines.append(f"| {row['template']} | {row['input_size']} | {row['batch_size']} | "
                          f"{'error' if 'error' in o else o['images_per_s']} | "
-                         f"{'error' if 'error' in p else p['images_per_s']} | - | - | - | - | - | - |")
+                         f"{'error' if 'error' in p else p['images_per_s']} | - | - | - | - | - | - | - |")
             continue
         same = "yes" if abs(o["first_loss"] - p["first_loss"]) <= 1e-4 * max(1.0, abs(p["first_loss"])) else "NO"
         lines.append(
             f"| {row['template']} | {row['input_size']} | {row['batch_size']} | {o['images_per_s']:.3f} | "
-            f"{p['images_per_s']:.3f} | {row['overhead']:.3f} | {o['peak_rss_mib']:.0f} | {p['peak_rss_mib']:.0f} | "
+            f"{p['images_per_s']:.3f} | {row['overhead']:.3f} | {row['overhead_cpu']:.3f} | {o['peak_rss_mib']:.0f} | "
+            f"{p['peak_rss_mib']:.0f} | "
             f"{o['worker_peak_rss_mib']:.0f} / {p['worker_peak_rss_mib']:.0f} | "
             f"{o['epoch_end_s']:.2f} / {p['epoch_end_s']:.2f} | {same} |")
     notes = []
@@ -404,6 +415,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help=f"dataset cache (default {DEFAULT_DATA})")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT,
                         help="JSON results (default benchmarks/training.json)")
+    parser.add_argument("--console", choices=("terminal", "pipe"), default="terminal",
+                        help="terminal (default): rich draws its live progress bar as in a terminal; "
+                             "pipe: as when output is redirected (no live rendering)")
     parser.add_argument("--keep", action="store_true", help="keep the run folders and worker logs (printed)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -428,7 +442,7 @@ def main(argv: list[str] | None = None) -> int:
     report: dict[str, Any] = dict(
         machine=info,
         settings=dict(images=args.images, image_size=args.image_size, sizes=args.sizes, batch_size=args.batch_size,
-                      workers=args.workers, warmup=args.warmup, repeats=args.repeats),
+                      workers=args.workers, warmup=args.warmup, repeats=args.repeats, console=args.console),
         timed=("wall time from the end of the last warm-up iteration to the end of the epoch's last iteration "
                "(after all after_train_iter hooks): data loading, per-iteration hooks, forward/backward/step; "
                "not data preparation, model building, warm-up or epoch-end checkpointing"),
@@ -457,7 +471,8 @@ def main(argv: list[str] | None = None) -> int:
                                     workers=workers, warmup=args.warmup, data=str(data_root), config=str(config),
                                     work_dir=str(work))
                         print(f"# {tag} {side} run {repeat + 1}/{args.repeats} ...", file=sys.stderr, flush=True)
-                        result = run_worker(spec, scratch / f"{work.name}.log", args.timeout)
+                        result = run_worker(spec, scratch / f"{work.name}.log", args.timeout,
+                                            args.console == "terminal")
                         if "error" in result:
                             print(f"#   failed: {result['error']}", file=sys.stderr)
                         else:
@@ -471,6 +486,7 @@ def main(argv: list[str] | None = None) -> int:
                            otxlite=otx, plain=plain)
                 if "error" not in otx and "error" not in plain:
                     row["overhead"] = round(otx["s_per_image"] / plain["s_per_image"], 4)
+                    row["overhead_cpu"] = round(otx["cpu_s_per_image"] / plain["cpu_s_per_image"], 4)
                     row["overhead_train_call"] = round(otx["train_call_s"] / plain["train_call_s"], 4)
                 report["results"].append(row)
                 report["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]

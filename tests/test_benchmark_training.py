@@ -55,7 +55,7 @@ def test_timing_window_leaves_out_warmup_and_epoch_end(bench, monkeypatch: pytes
     result = hook.result()
     assert result["timed_images"] == 3 and result["timed_s"] == 3.0 and result["images_per_s"] == 1.0
     assert result["iter_s"] == [2.0, 1.0, 1.5, 1.5] and result["epoch_end_s"] == 4.0
-    assert result["first_loss"] == 1.5
+    assert result["first_loss"] == 1.5 and result["timed_cpu_s"] >= 0
 
 
 def test_too_few_iterations_is_a_clear_error(bench) -> None:
@@ -67,12 +67,12 @@ def test_too_few_iterations_is_a_clear_error(bench) -> None:
 
 
 def test_table_and_arguments(bench) -> None:
-    side = dict(images_per_s=2.0, peak_rss_mib=900.0, worker_peak_rss_mib=700.0, epoch_end_s=0.5, first_loss=3.0,
+    side = dict(images_per_s=2.0, cpu_s_per_image=1.0, peak_rss_mib=900.0, worker_peak_rss_mib=700.0, epoch_end_s=0.5, first_loss=3.0,
                 hook_ms_per_iter={"ProgressHook.after_train_iter": 0.1}, hook_s={})
     row = dict(template="T", input_size=128, batch_size=2, otxlite=side, plain={**side, "images_per_s": 2.1},
-               overhead=1.05)
+               overhead=1.05, overhead_cpu=1.01)
     text = bench.table([row])
-    assert "| T | 128 | 2 | 2.000 | 2.100 | 1.050 |" in text and "| yes |" in text
+    assert "| T | 128 | 2 | 2.000 | 2.100 | 1.050 | 1.010 |" in text and "| yes |" in text
     assert "ProgressHook.after_train_iter 0.10/0.10" in text
     assert bench.parse_args(["--sizes", "default", "256"]).sizes == ["default", "256"]
     with pytest.raises(SystemExit):

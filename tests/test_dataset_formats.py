@@ -266,3 +266,19 @@ def test_pick_validation_subset() -> None:
     assert [i.id for i in train] == ["a", "d"] and [i.id for i in val] == ["b", "c"]
     assert pick_validation_subset([_item("a", [0]), _item("b", [0], "test")]) is None
     assert pick_validation_subset([_item("a", [0], "val")]) is None  # only validation: nothing to train on
+
+
+@pytest.mark.parametrize("fmt", list(WRITERS))
+def test_one_epoch_of_training_per_format(fmt: str, sample: Path, reference, tmp_path: Path) -> None:
+    """Each format feeds MMDetection: one real epoch trains, with the COCO original's labels."""
+    from conftest import FAST_PARAMS
+
+    from otxlite.data.labels import load_label_schema
+    from otxlite.engine.train import train
+
+    write, _ = WRITERS[fmt]
+    root = write(load_coco(sample), tmp_path / fmt)
+    result = train("MaskRCNN-ResNet18", root, output=tmp_path / "run", pretrained=False,
+                   params=FAST_PARAMS + ["learning_parameters.num_iters=1", "data.input_size=[96,96]"])
+    assert set(load_label_schema(result.weights.parent / "label_schema.json")) == set(reference.labels)
+    assert (result.run_dir / "results.csv").read_text().count("\n") == 2  # header + one epoch

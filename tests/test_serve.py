@@ -8,7 +8,6 @@ through FastAPI's TestClient; the schema round trip, the load test and SIGTERM u
 from __future__ import annotations
 
 import base64
-import io
 import json
 import os
 import struct
@@ -53,8 +52,9 @@ def make_synthetic_ir(folder: Path) -> Path:
     for node, name in ((boxes, "boxes"), (labels, "labels"), (masks, "masks")):
         node.output(0).get_tensor().set_names({name})
     model = ov.Model([boxes.output(0), labels.output(0), masks.output(0)], [image], "synthetic")
-    for key, value in {"labels": "cat\ndog", "input_size": f"{SYNTHETIC_SIZE} {SYNTHETIC_SIZE}", "mask_layout": "roi",
-                       "precision": "FP32", "version": "0.1.0", "template_id": "synthetic"}.items():
+    metadata = {"labels": json.dumps(["cat", "dog"]), "input_size": f"{SYNTHETIC_SIZE} {SYNTHETIC_SIZE}",
+                "mask_layout": "roi", "precision": "FP32", "version": "0.1.0", "template_id": "synthetic"}
+    for key, value in metadata.items():
         model.set_rt_info(value, ["otxlite", key])
     model.set_rt_info("MaskRCNN", ["model_info", "model_type"])
     model.set_rt_info("0.35", ["model_info", "confidence_threshold"])
@@ -103,8 +103,8 @@ def serving(model: Path, settings: ServeSettings = ServeSettings()):
 
     with TestClient(create_app(model, settings)) as client:
         deadline = time.monotonic() + 60
-        while client.get("/health").status_code != 200:
-            assert time.monotonic() < deadline, client.get("/health").json()
+        while (health := client.get("/health")).status_code != 200:
+            assert health.json()["status"] == "loading" and time.monotonic() < deadline, health.json()
             time.sleep(0.05)
         yield client
 
@@ -213,7 +213,8 @@ BAD_REQUESTS = {
     "malformed JSON": (b'{"input_data": {"data": [', 400, "not valid JSON"),
     "not an object": (b'"hello"', 422, "valid dictionary"),
     "missing input_data": (b"{}", 422, "body.input_data: Field required"),
-    "missing data": (json.dumps({"input_data": {"columns": ["image"]}}).encode(), 422, "input_data.data: Field required"),
+    "missing data": (json.dumps({"input_data": {"columns": ["image"]}}).encode(), 422,
+                     "input_data.data: Field required"),
     "empty data": (json.dumps(body()).encode(), 422, "at least 1 item"),
     "wrong column": (json.dumps({"input_data": {"columns": ["text"], "data": ["x"]}}).encode(), 422, "columns"),
     "data not strings": (json.dumps({"input_data": {"data": [3]}}).encode(), 422, "valid string"),
@@ -395,7 +396,8 @@ def test_url_fetching_on_loopback_when_it_counts_as_public(url_client, image_sit
     assert ok.status_code == 200, ok.text
     assert [len(e["boxes"]) for e in ok.json()] == [1, 1]
     expected = {"/big.png": (413, "larger than this server's limit"), "/slow.png": (422, "longer than 1 s"),
-                "/missing.png": (422, "HTTP 404"), "/redirect-private": (403, "127.0.0.2, which is not a public address")}
+                "/missing.png": (422, "HTTP 404"),
+                "/redirect-private": (403, "127.0.0.2, which is not a public address")}
     for path, (status, fragment) in expected.items():
         response = url_client.post("/score", json=body(f"{image_site}{path}"))
         assert response.status_code == status, (path, response.text)
@@ -443,7 +445,8 @@ def test_openapi_document_holds_under_schemathesis(synthetic_ir):
 
 def test_serve_does_not_import_the_training_stack():
     code = ("import sys, otxlite.serve, otxlite.serve.load; "
-            "heavy = sorted(m for m in ('torch', 'mmdet', 'mmcv', 'mmengine', 'datumaro', 'nncf') if m in sys.modules); "
+            "heavy = sorted(m for m in ('torch', 'mmdet', 'mmcv', 'mmengine', 'datumaro', 'nncf') "
+            "if m in sys.modules); "
             "print(heavy); sys.exit(1 if heavy else 0)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr

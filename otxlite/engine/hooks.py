@@ -192,7 +192,8 @@ class ProgressHook(Hook):
         if is_main_process():
             self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                      TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-                                     TextColumn("{task.fields[status]}"), console=console, transient=False)
+                                     TextColumn("{task.fields[status]}"), console=console, transient=False,
+                                     refresh_per_second=2)
 
     def _start(self, description: str, total: int) -> None:
         for task in list(self.progress.task_ids):  # finished bars are already printed
