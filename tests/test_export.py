@@ -25,11 +25,6 @@ F32 = {"INFERENCE_PRECISION_HINT": "f32"}  # CPUs with bf16 units otherwise run 
 
 
 @pytest.fixture(scope="module")
-def exported(trained_run, tmp_path_factory) -> Path:
-    return export_openvino(trained_run.weights, tmp_path_factory.mktemp("ir"))
-
-
-@pytest.fixture(scope="module")
 def solov2_ir(sample_dataset, tmp_path_factory) -> Path:
     from otxlite.engine.train import train
 
@@ -122,18 +117,18 @@ def test_model_spec_rejects_unsupported_models_and_sizes() -> None:
 # --- Mask R-CNN --------------------------------------------------------------------------------------------------
 
 
-def test_export_writes_ir_and_label_schema(exported: Path) -> None:
-    assert exported.name == "openvino.xml"
-    assert exported.with_suffix(".bin").stat().st_size > 1_000_000
-    schema = json.loads((exported.parent / "label_schema.json").read_text())
+def test_export_writes_ir_and_label_schema(exported_ir: Path) -> None:
+    assert exported_ir.name == "openvino.xml"
+    assert exported_ir.with_suffix(".bin").stat().st_size > 1_000_000
+    schema = json.loads((exported_ir.parent / "label_schema.json").read_text())
     assert [entry["name"] for entry in schema["labels"]] == LABELS
-    assert not list(exported.parent.glob(".export-*")), "the work folder is removed"
+    assert not list(exported_ir.parent.glob(".export-*")), "the work folder is removed"
 
 
-def test_ir_signature_and_metadata(exported: Path, trained_run) -> None:
+def test_ir_signature_and_metadata(exported_ir: Path, trained_run) -> None:
     from otxlite.engine.checkpoint import load_weights
 
-    model = read_ir(exported)
+    model = read_ir(exported_ir)
     assert [tuple(p.shape) for p in model.inputs] == [(1, 3, 128, 128)]
     outputs = {o.get_any_name(): o.get_partial_shape() for o in model.outputs}
     assert set(outputs) == {"boxes", "labels", "masks"}
@@ -155,12 +150,12 @@ def test_ir_signature_and_metadata(exported: Path, trained_run) -> None:
     assert info(model, "otxlite", "template_id") == payload["template_id"]
 
 
-def test_ir_holds_the_postprocessing(exported: Path) -> None:
-    types = {op.get_type_name() for op in read_ir(exported).get_ordered_ops()}
+def test_ir_holds_the_postprocessing(exported_ir: Path) -> None:
+    types = {op.get_type_name() for op in read_ir(exported_ir).get_ordered_ops()}
     assert {"NonMaxSuppression", "ExperimentalDetectronROIFeatureExtractor"} <= types
 
 
-def test_ir_runs_with_openvino_alone(exported: Path, sample_dataset: Path, tmp_path: Path) -> None:
+def test_ir_runs_with_openvino_alone(exported_ir: Path, sample_dataset: Path, tmp_path: Path) -> None:
     """In a fresh interpreter where torch, mmcv and mmdet cannot be imported; uint8 input works as well."""
     image_path = tmp_path / "image.png"
     cv2.imwrite(str(image_path), cv2.resize(val_image(sample_dataset), (128, 128)))
@@ -169,7 +164,7 @@ import sys
 for name in ("torch", "mmcv", "mmdet", "mmengine", "mmdeploy"):
     sys.modules[name] = None
 import cv2, openvino as ov
-compiled = ov.Core().compile_model({str(exported)!r}, "CPU")
+compiled = ov.Core().compile_model({str(exported_ir)!r}, "CPU")
 out = compiled(cv2.imread({str(image_path)!r}).transpose(2, 0, 1)[None])
 print(out["boxes"].shape[1], out["labels"].ndim, out["masks"].shape[1:])
 """
@@ -178,8 +173,8 @@ print(out["boxes"].shape[1], out["labels"].ndim, out["masks"].shape[1:])
     assert result.stdout.split() == ["5", "1", "(28,", "28)"]
 
 
-def test_ir_outputs(exported: Path, sample_dataset: Path) -> None:
-    out = run_ir(exported, val_image(sample_dataset))
+def test_ir_outputs(exported_ir: Path, sample_dataset: Path) -> None:
+    out = run_ir(exported_ir, val_image(sample_dataset))
     boxes, labels, masks = out["boxes"], out["labels"], out["masks"]
     assert boxes.ndim == 2 and boxes.shape[1] == 5 and len(boxes) > 0
     assert labels.shape == (len(boxes),) and masks.shape == (len(boxes), 28, 28)
@@ -190,19 +185,19 @@ def test_ir_outputs(exported: Path, sample_dataset: Path) -> None:
     assert np.all((masks >= 0) & (masks <= 1))
 
 
-def test_model_api_loads_ir_and_agrees(exported: Path, sample_dataset: Path) -> None:
+def test_model_api_loads_ir_and_agrees(exported_ir: Path, sample_dataset: Path) -> None:
     import openvino as ov
     from model_api.adapters import OpenvinoAdapter
     from model_api.models import MaskRCNNModel, Model
 
-    model = Model.create_model(OpenvinoAdapter(ov.Core(), str(exported), device="CPU", plugin_config=F32))
+    model = Model.create_model(OpenvinoAdapter(ov.Core(), str(exported_ir), device="CPU", plugin_config=F32))
     assert isinstance(model, MaskRCNNModel)
     threshold = 0.05  # low, so that the test sees detections even from a briefly trained model
     model.set_param("confidence_threshold", threshold)
     image = cv2.resize(val_image(sample_dataset), (128, 128))  # at the input size Model API's resize is exact
     result = model(image)
 
-    out = run_ir(exported, image)
+    out = run_ir(exported_ir, image)
     boxes = np.clip(np.round(out["boxes"][:, :4]), 0, 128)  # Model API rounds, clips, then drops areas <= 1
     keep = (out["boxes"][:, 4] > threshold) & (np.prod(boxes[:, 2:] - boxes[:, :2], axis=1) > 1)
     assert len(result.bboxes) == keep.sum() > 0
@@ -212,13 +207,13 @@ def test_model_api_loads_ir_and_agrees(exported: Path, sample_dataset: Path) -> 
     assert result.masks.shape == (len(result.bboxes), 128, 128)
 
 
-def test_half_precision_ir_is_smaller_and_close(exported: Path, trained_run, tmp_path: Path, sample_dataset) -> None:
+def test_half_precision_ir_is_smaller_and_close(exported_ir: Path, trained_run, tmp_path: Path, sample_dataset) -> None:
     half = export_openvino(trained_run.weights, tmp_path, half_precision=True)
-    ratio = half.with_suffix(".bin").stat().st_size / exported.with_suffix(".bin").stat().st_size
+    ratio = half.with_suffix(".bin").stat().st_size / exported_ir.with_suffix(".bin").stat().st_size
     assert 0.4 < ratio < 0.6
     assert info(read_ir(half), "otxlite", "precision") == "FP16"
     image = val_image(sample_dataset)
-    full, reduced = run_ir(exported, image), run_ir(half, image)
+    full, reduced = run_ir(exported_ir, image), run_ir(half, image)
     best = np.argmax(full["boxes"][:, 4])
     ious = box_iou(full["boxes"][best:best + 1, :4], reduced["boxes"][:, :4])[0]
     assert ious.max() > 0.9

@@ -27,8 +27,8 @@ import numpy as np
 from otxlite.errors import OtxliteError
 from otxlite.export.onnx_shim import torchscript_onnx_export
 
-OUTPUT_NAMES = ("dets", "labels", "masks")
-INPUT_NAME = "input"
+ONNX_INPUT_NAME = "input"
+ONNX_OUTPUT_NAMES = ("dets", "labels", "masks")
 OPSET = 11
 SIZE_DIVISOR = 32  # FPN strides: the padded and the resized input must be the same size
 
@@ -85,10 +85,13 @@ def deploy_config(spec: ModelSpec) -> Any:
     from mmengine.config import Config
 
     width, height = spec.input_size
+    # The model's test_cfg supplies the thresholds of both heads; what mmdeploy takes from post_processing
+    # is the RPN's score threshold (MMDetection's RPN has none: 0), its pre-NMS top-k and the per-class cap.
     return Config(dict(
         onnx_config=dict(type="onnx", export_params=True, keep_initializers_as_inputs=False, opset_version=OPSET,
-                         save_file="end2end.onnx", input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
-                         input_shape=[width, height], optimize=False, dynamic_axes=None),
+                         save_file="end2end.onnx", input_names=[ONNX_INPUT_NAME],
+                         output_names=list(ONNX_OUTPUT_NAMES), input_shape=[width, height], optimize=False,
+                         dynamic_axes=None),
         codebase_config=dict(type="mmdet", task="ObjectDetection", model_type="end2end",
                              post_processing=dict(score_threshold=0.0, confidence_threshold=0.005, iou_threshold=0.5,
                                                   max_output_boxes_per_class=200, pre_top_k=5000, keep_top_k=100,

@@ -32,10 +32,10 @@ from typing import Any
 
 import numpy as np
 
-from otxlite.export.mmdeploy_onnx import OUTPUT_NAMES, ModelSpec
+from otxlite.export.mmdeploy_onnx import ONNX_OUTPUT_NAMES, ModelSpec
 
 INPUT_NAME = "image"
-IR_OUTPUT_NAMES = dict(zip(OUTPUT_NAMES, ("boxes", "labels", "masks")))
+IR_OUTPUT_NAMES = dict(zip(ONNX_OUTPUT_NAMES, ("boxes", "labels", "masks")))
 EMPTY_LABEL = "otx_empty_lbl"  # label 0 of Model API's instance segmentation (it shifts ids by 1)
 MASK_THRESHOLD = 0.5  # MMDetection's mask_thr_binary / mask_thr of both model families
 

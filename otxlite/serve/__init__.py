@@ -7,8 +7,9 @@ uvicorn, httpx and the standard library: never torch, mmcv or mmdet.
 
 Modules: ``settings`` (limits), ``schemas`` (request/response models = the OpenAPI document), ``guard`` (API key and
 body size, before a body is read), ``inputs`` (base64 / URL -> checked image bytes), ``fetch`` (URL download that
-refuses private addresses), ``engine`` (decode -> async inference -> AzureML entries), ``app`` (routes), ``server``
-(uvicorn, SIGTERM), ``load`` (the load generator of ``scripts/load_test.py``).
+refuses private addresses), ``engine`` (decode -> async inference -> AzureML entry, per image), ``service`` (model
+loading and whole requests), ``app`` (routes, error answers), ``server`` (uvicorn, SIGTERM), ``load`` (server process
+and load generator for ``scripts/load_test.py`` and the tests).
 """
 
 from otxlite.serve.app import create_app

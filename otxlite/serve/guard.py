@@ -26,7 +26,7 @@ def api_key_matches(authorization: str | None, api_key: str) -> bool:
 
 async def send_error(send: Send, status: int, message: str, headers: dict[str, str] | None = None) -> None:
     """Answer ``{"error": message}`` with ``status`` (and ``Connection: close``: the rest of a body is not read)."""
-    body = json.dumps({"error": message}).encode()
+    body = json.dumps({"error": message}, separators=(",", ":")).encode()
     raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
            (b"connection", b"close")]
     raw += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]

@@ -80,7 +80,7 @@ class ModelService:
         encoded = await _all(self._image_bytes(engine, item, f"input_data.data[{i}]") for i, item in enumerate(items))
         entries = await _all(engine.score(data, name, threshold, max_polygon_points, f"input_data.data[{i}]")
                              for i, (data, name) in enumerate(zip(encoded, names)))
-        return await engine.run(lambda: json.dumps(entries).encode())
+        return await engine.run(lambda: json.dumps(entries, ensure_ascii=False, separators=(",", ":")).encode())
 
     async def _image_bytes(self, engine: ScoringEngine, item: str, what: str) -> bytes:
         if is_url(item):
