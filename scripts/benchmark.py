@@ -204,7 +204,7 @@ def phase_pytorch(spec: dict[str, Any]) -> dict[str, Any]:
     model = MODELS.build(cfg.model)
     model.init_weights()
     model.eval()
-    save_weights(Path(spec["weights"]), model.state_dict(), cfg.pretty_text, spec["labels"],
+    save_weights(Path(spec["weights"]), model.state_dict(), cfg.to_dict(), spec["labels"],
                  hyper["postprocessing"]["confidence_threshold"], template.model_template_id)
 
     image = torch.from_numpy(cv2.resize(cv2.imread(spec["image"]), (size, size)).transpose(2, 0, 1).copy())

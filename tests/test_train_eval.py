@@ -45,7 +45,7 @@ def test_run_folder_is_complete(trained_run) -> None:
 def test_weights_are_self_contained(trained_run) -> None:
     payload = torch.load(trained_run.weights, map_location="cpu", weights_only=True)
     assert payload["labels"] == ["disc", "star", "ring"]
-    assert "model = dict(" in payload["config"] or "model=dict(" in payload["config"]
+    assert payload["config"]["model"]["type"] == "MaskRCNN"
     assert 0.0 < payload["confidence_threshold"] < 1.0
     assert payload["otxlite_version"]
     assert any(key.startswith("backbone.") for key in payload["state_dict"])

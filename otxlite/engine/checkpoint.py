@@ -1,7 +1,8 @@
 """otxlite's self-contained ``weights.pth`` and safe loading of checkpoints.
 
 ``weights.pth`` holds only tensors and plain Python values, so ``torch.load(weights_only=True)``
-reads it: state dict, resolved config (text), labels, confidence threshold, otxlite version.
+reads it: state dict, resolved config (a plain dict: reading a model file never runs Python code from
+it), labels, confidence threshold, otxlite version.
 """
 
 from __future__ import annotations
@@ -16,17 +17,17 @@ from otxlite import __version__
 from otxlite.errors import OtxliteError
 from otxlite.fileio import atomic_path
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
-def save_weights(path: Path, state_dict: dict[str, torch.Tensor], config_text: str, labels: list[str],
+def save_weights(path: Path, state_dict: dict[str, torch.Tensor], config: dict[str, Any], labels: list[str],
                  confidence_threshold: float, template_id: str, metrics: dict[str, float] | None = None) -> Path:
     """Write a self-contained ``weights.pth`` atomically."""
     payload = {
         "otxlite_format": FORMAT_VERSION,
         "otxlite_version": __version__,
         "state_dict": {key: value.detach().cpu() for key, value in state_dict.items()},
-        "config": config_text,
+        "config": config,
         "labels": list(labels),
         "confidence_threshold": float(confidence_threshold),
         "template_id": template_id,
@@ -53,6 +54,13 @@ def load_weights(path: Path) -> dict[str, Any]:
             "Use the otxlite version that trained it, or retrain."
         )
     return payload
+
+
+def weights_config(payload: dict[str, Any]) -> Any:
+    """The mmengine Config stored in a loaded ``weights.pth``."""
+    from mmengine.config import Config
+
+    return Config(payload["config"])
 
 
 def is_otxlite_weights(path: Path) -> bool:

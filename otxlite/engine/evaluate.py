@@ -5,10 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mmengine.config import Config
-
 from otxlite.data.prepare import prepare_eval_data
-from otxlite.engine.checkpoint import load_weights
+from otxlite.engine.checkpoint import load_weights, weights_config
 from otxlite.engine.config import build_test_config
 from otxlite.engine.runner import build_runner
 from otxlite.evaluation import metrics_from_flat
@@ -20,7 +18,7 @@ def evaluate_weights(weights: Path, test_root: Path, run_dir: Path,
     payload = load_weights(weights)
     labels = payload["labels"]
     subset = prepare_eval_data(test_root, labels, run_dir / "data", data_format)
-    cfg = build_test_config(Config.fromstring(payload["config"], ".py"), subset.ann_file, labels, run_dir / "logs")
+    cfg = build_test_config(weights_config(payload), subset.ann_file, labels, run_dir / "logs")
     cfg.load_from = str(weights)
     cfg.custom_hooks = [dict(type="ProgressHook")]
     runner = build_runner(cfg)

@@ -67,7 +67,7 @@ class RunFolderHook(Hook):
         if self.result_based_threshold and "coco/best_confidence_threshold" in metrics:
             threshold = metrics["coco/best_confidence_threshold"]
         model = runner.model.module if hasattr(runner.model, "module") else runner.model
-        save_weights(self.models_dir / "weights.pth", model.state_dict(), runner.cfg.pretty_text, self.labels,
+        save_weights(self.models_dir / "weights.pth", model.state_dict(), runner.cfg.to_dict(), self.labels,
                      threshold, self.template_id,
                      {k.removeprefix("coco/"): v for k, v in metrics.items() if isinstance(v, (int, float))}
                      | {"epoch": runner.epoch})

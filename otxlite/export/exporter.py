@@ -12,10 +12,9 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
 
 from otxlite.data.labels import SCHEMA_FILE, save_label_schema
-from otxlite.engine.checkpoint import load_weights
+from otxlite.engine.checkpoint import load_weights, weights_config
 from otxlite.export.mmdeploy_onnx import export_onnx, model_spec
 from otxlite.export.openvino_ir import convert_onnx, model_info, otxlite_info, set_rt_info
 
@@ -32,7 +31,7 @@ def export_openvino(weights: Path, output_dir: Path, half_precision: bool = Fals
     xml_path = output_dir / f"{IR_NAME}.xml"
     with tempfile.TemporaryDirectory(prefix=".export-", dir=output_dir) as work:
         work_dir = Path(work)
-        config = _training_config(payload["config"], work_dir)
+        config = weights_config(payload)
         spec = model_spec(config)
         onnx_path = export_onnx(Path(weights), config, spec, work_dir)
         model = convert_onnx(onnx_path, spec)
@@ -47,11 +46,3 @@ def export_openvino(weights: Path, output_dir: Path, half_precision: bool = Fals
     save_label_schema(payload["labels"], output_dir / SCHEMA_FILE)
     return xml_path
 
-
-def _training_config(text: str, work_dir: Path) -> Any:
-    """The ``weights.pth`` config, without importing its ``custom_imports`` (otxlite's training hooks)."""
-    from mmengine.config import Config
-
-    path = work_dir / "training_config.py"
-    path.write_text(text)
-    return Config.fromfile(str(path), import_custom_modules=False)

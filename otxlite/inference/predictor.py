@@ -92,7 +92,8 @@ class Predictor:
         except RuntimeError as err:
             raise OtxliteError(f"--load-weights {xml}: OpenVINO cannot read this IR ({err}).") from err
         self.metadata: ModelMetadata = read_metadata(model, Path(xml))
-        self.compiled = core.compile_model(model, device, {"PERFORMANCE_HINT": hint})
+        # f32: CPUs with bf16 units would otherwise run FP32 layers in bf16 and drift from PyTorch's results.
+        self.compiled = core.compile_model(model, device, {"PERFORMANCE_HINT": hint, "INFERENCE_PRECISION_HINT": "f32"})
         self.input_dtype = self.compiled.input(0).get_element_type().to_dtype()
         self.output_names = {name for output in self.compiled.outputs for name in output.get_names()}
         for name in ("boxes", "labels", "masks"):
