@@ -225,7 +225,8 @@ def _save_model(model: Any, xml: Path) -> Path:
 
 def _compare(fp32_xml: Path, int8_xml: Path, val_root: Path, run_dir: Path, data_format: str | None,
              sample_image: np.ndarray) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
-    """Evaluate both IRs; write the INT8 ``performance.json``; FP32 vs INT8 metrics, size and latency."""
+    """Evaluate both IRs; write the INT8 ``performance.json`` (with the FP32 vs INT8 rows under
+    ``fp32_vs_int8``); return it and the rows: mask/bbox mAP, .bin size, latency."""
     from otxlite.evaluate import evaluate_ir
     from otxlite.evaluation import performance_report
 
@@ -239,5 +240,5 @@ def _compare(fp32_xml: Path, int8_xml: Path, val_root: Path, run_dir: Path, data
                       "bin_MB": xml.with_suffix(".bin").stat().st_size / 1e6,
                       "latency_ms": median_latency_ms(xml, sample_image)}
     shutil.rmtree(run_dir / "eval", ignore_errors=True)
-    write_json_atomic(run_dir / "performance.json", reports["INT8"])
+    write_json_atomic(run_dir / "performance.json", reports["INT8"] | {"fp32_vs_int8": rows})
     return reports["INT8"], rows

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -49,7 +48,6 @@ def predict(load_weights: Path, source: str, output: Path | None = None, confide
     overlays = run_dir / "overlays"
     overlays.mkdir(parents=True, exist_ok=True)
     entries: dict[int, dict[str, Any]] = {}
-    lock = threading.Lock()
     base = Path(source)
 
     with Progress(console=console) as progress:
@@ -75,9 +73,8 @@ def predict(load_weights: Path, source: str, output: Path | None = None, confide
                                      [labels[i] for i in kept.labels], kept.scores)
             with atomic_path(overlays / (name.replace("/", "__").rsplit(".", 1)[0] + ".png")) as tmp:
                 cv2.imwrite(str(tmp), overlay)
-            with lock:
-                entries[index] = entry
-                progress.advance(task)
+            entries[index] = entry
+            progress.advance(task)
 
         predictor.predict_async(readable(), on_result)
     ordered = [entries[i] for i in sorted(entries)]

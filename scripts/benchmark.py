@@ -9,18 +9,19 @@ template's own and 320 px), on one machine in one run, every phase in its own fr
    model (``MODELS.build``, random init, no training), save it as an otxlite ``weights.pth``; time
    ``model.test_step`` (normalization, forward, NMS, masks pasted at the input size) at batch 1
    under ``torch.no_grad()`` with torch threads = usable cores; count the model's multiply-adds
-   (``scripts/compute_model_stats.py``'s counter, on this model at this size).
+   (``scripts/compute_model_stats.py``'s counter, on this model at this size, the box head on as
+   many proposals as the RPN returned).
 2. ``export``: ``otxlite.export.export_openvino`` -> FP32 IR.
 3. ``int8``: ``otxlite.optimize.optimize`` (NNCF, calibrated on the sample dataset, ``--subset-size``).
 4. ``openvino``: one process per IR x precision x hint. LATENCY hint: synchronous ``infer`` of the
    preprocessed tensor (normalization and the IR's post-processing included, the host-side mask
    pasting not: it is timed separately as ``decode_ms``), then an optional profiling pass
    (``PERF_COUNT``: time per layer type, per model part and per execution precision).
-   THROUGHPUT hint: an ``AsyncInferQueue`` with OpenVINO's optimal number of requests kept busy
-   for ``--throughput-seconds`` (and at least 4 rounds); images/s.
-   FP32 numbers pin ``INFERENCE_PRECISION_HINT=f32``: on CPUs with bf16 units (AVX-512 BF16, AMX)
-   OpenVINO's default runs an FP32 IR in bf16. That default is measured too (``default`` columns),
-   since it is what ``otxlite predict`` gets, unless ``--skip-default-precision``.
+   THROUGHPUT hint: OpenVINO's optimal number of infer requests kept busy
+   for ``--throughput-seconds`` (at least 4 rounds and 10 images); images/s.
+   OpenVINO runs with ``INFERENCE_PRECISION_HINT=f32``, as otxlite's predictor does: on CPUs with
+   bf16 units (AVX-512 BF16, AMX) OpenVINO's default would run an FP32 IR in bf16.
+   ``--default-precision`` also measures that default (a second table).
 
 Latencies: ``--warmup`` untimed runs, then ``--repeats`` timed ones; the median and the 10th-90th
 percentile are reported. Throughput: overall images/s, and the spread of five equal-count slices.
@@ -66,6 +67,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import resource
 import shutil
 import subprocess
@@ -86,6 +88,7 @@ DEFAULT_OUTPUT = REPO / "benchmarks" / "results.json"
 DEFAULT_DATA = Path.home() / ".cache" / "otxlite" / "benchmark"
 SAMPLE_IMAGES = dict(num_train=24, num_val=2, size=256)
 MATMUL_N = 2048
+BUSY_LIMIT = 0.15  # other processes' share of the CPUs above which the report warns
 TARGETS = dict(openvino_vs_pytorch=2.0, int8_vs_fp32=1.3, training_overhead=1.05, help_s=1.0, import_s=30.0)
 ISA_FLAGS = {"AVX2": ("avx2",), "AVX-512": ("avx512f",), "AVX-512 VNNI": ("avx512_vnni",),
              "AVX-VNNI": ("avx_vnni",), "AVX-512 BF16": ("avx512_bf16",), "AMX": ("amx_tile", "amx_int8", "amx_bf16")}
@@ -116,13 +119,29 @@ def time_calls(call: Callable[[], Any], warmup: int, repeats: int) -> list[float
     return times
 
 
-def maxrss_mib(who: int = resource.RUSAGE_SELF) -> float:
-    """Peak resident memory in MiB (Linux reports KiB)."""
-    return round(resource.getrusage(who).ru_maxrss / 1024, 1)
+def maxrss_mib() -> float:
+    """This process's peak resident memory in MiB (Linux reports KiB)."""
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def usable_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def others_busy(seconds: float = 0.5) -> float | None:
+    """Share of all CPU time used over ``seconds`` (from ``/proc/stat``). Called between phases, while this
+    benchmark itself is idle, it measures how busy other processes keep the machine."""
+    def sample() -> tuple[int, int]:
+        values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+        return sum(values), values[3] + values[4]  # total, idle + iowait
+
+    try:
+        total0, idle0 = sample()
+        time.sleep(seconds)
+        total1, idle1 = sample()
+    except (OSError, ValueError, IndexError):
+        return None
+    return round(1 - (idle1 - idle0) / max(total1 - total0, 1), 3)
 
 
 def cpu_model_and_flags() -> tuple[str, dict[str, bool]]:
@@ -167,7 +186,7 @@ def phase_peak(spec: dict[str, Any]) -> dict[str, Any]:
                      [a], "matmul")
     core = ov.Core()
     default = core.compile_model(model, "CPU", {"PERFORMANCE_HINT": "LATENCY"})
-    result: dict[str, Any] = dict(n=n, default_precision=str(default.get_property("INFERENCE_PRECISION_HINT")),
+    result: dict[str, Any] = dict(n=n, default_precision=default.get_property("INFERENCE_PRECISION_HINT").to_string(),
                                   threads=int(default.get_property("INFERENCE_NUM_THREADS")))
     del default
     for precision in spec["precisions"]:
@@ -221,6 +240,8 @@ def phase_pytorch(spec: dict[str, Any]) -> dict[str, Any]:
     sys.path.insert(0, str(REPO / "scripts"))
     from compute_model_stats import count_flops
 
+    if "proposals" in counts:  # count the box head on the proposals the RPN returned, not on its cap
+        model.test_cfg.rpn.max_per_img = counts["proposals"]
     start = time.perf_counter()
     macs, _ = count_flops(model, *_padded(model, size))
     return dict(latency_ms=latency, torch_threads=torch.get_num_threads(), gmacs=round(macs / 1e9, 3),
@@ -295,7 +316,7 @@ def phase_openvino(spec: dict[str, Any]) -> dict[str, Any]:
     compiled = core.compile_model(model, "CPU", compile_config(hint, spec["precision"]))
     result: dict[str, Any] = dict(
         compile_s=round(time.perf_counter() - start, 2),
-        inference_precision=str(compiled.get_property("INFERENCE_PRECISION_HINT")),
+        inference_precision=compiled.get_property("INFERENCE_PRECISION_HINT").to_string(),
         streams=int(compiled.get_property("NUM_STREAMS")), threads=int(compiled.get_property("INFERENCE_NUM_THREADS")))
     tensor = preprocess(cv2.imread(spec["image"]), metadata.input_size, compiled.input(0).get_element_type().to_dtype())
     if hint == "LATENCY":
@@ -341,33 +362,39 @@ def _profile(core: Any, model: Any, tensor: Any, precision: str, runs: int = 3) 
 
 
 def _model_part(node_name: str) -> str:
-    """``/backbone/layer1/...`` -> ``backbone``; ``/roi_head/bbox_head/...`` -> ``roi_head/bbox_head``."""
-    parts = [p for p in node_name.split("/") if p]
-    if len(parts) < 2 or not node_name.startswith("/"):
-        return "other (post-processing, glue)"
-    return "/".join(parts[:2]) if parts[0] in ("roi_head", "mask_head") and len(parts) > 2 else parts[0]
+    """The model part of a layer: ``/backbone/layer1/...`` -> ``backbone``; names without a scope -> ``other``."""
+    parts = node_name.split("/")
+    if len(parts) > 2 and not parts[0] and re.fullmatch(r"[a-z_]+", parts[1]):
+        return parts[1]
+    return "other"
 
 
 def _throughput(compiled: Any, tensor: Any, seconds: float) -> dict[str, Any]:
-    """Keep every request of an ``AsyncInferQueue`` busy for ``seconds`` (and at least 4 rounds)."""
+    """Keep OpenVINO's optimal number of requests busy for ``seconds`` (at least 4 rounds, 10 images); images/s.
+
+    Plain infer requests restarted round-robin, not an ``AsyncInferQueue`` with a Python callback:
+    with one, destroying the compiled model afterwards deadlocks now and then (OpenVINO 2026.4: its
+    stream threads wait for the GIL that the destructor's thread holds while joining them).
+    """
     import openvino as ov
 
-    queue = ov.AsyncInferQueue(compiled, 0)
-    jobs = len(queue)
+    jobs = int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+    requests = [compiled.create_infer_request() for _ in range(jobs)]
+    for request in requests:
+        request.set_input_tensor(ov.Tensor(tensor))
+        request.infer()  # warm-up, one run on every request
     finished: list[float] = []
-    queue.set_callback(lambda request, userdata: finished.append(time.perf_counter()))
-    inputs = {0: tensor}
-    for _ in range(jobs):  # warm-up: one run on every request
-        queue.start_async(inputs)
-    queue.wait_all()
-    finished.clear()
     start = time.perf_counter()
-    submitted = 0
-    while time.perf_counter() - start < seconds or submitted < 4 * jobs:
-        queue.start_async(inputs)
-        submitted += 1
-    queue.wait_all()
-    finished.sort()
+    running = list(requests)  # first in, first done: the requests all take about as long
+    for request in running:
+        request.start_async()
+    while running:
+        request = running.pop(0)
+        request.wait()
+        finished.append(time.perf_counter())
+        if finished[-1] - start < seconds or len(finished) + len(running) < max(4 * jobs, 10):
+            request.start_async()
+            running.append(request)
     slices, previous, size = [], start, len(finished) / 5
     for i in range(5):
         chunk = finished[round(i * size):round((i + 1) * size)]
@@ -417,6 +444,7 @@ def run_phase(phase: str, spec: dict[str, Any], log: Path, timeout: int) -> dict
           file=sys.stderr, flush=True)
     log.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "TTY_COMPATIBLE": "0", "TTY_INTERACTIVE": "0", "COLUMNS": "120"}
+    busy = others_busy()
     start = time.perf_counter()
     with open(log, "w") as out:
         try:
@@ -430,6 +458,9 @@ def run_phase(phase: str, spec: dict[str, Any], log: Path, timeout: int) -> dict
         if MARKER in line:
             result = json.loads(line.split(MARKER, 1)[1])
             result["process_s"] = round(time.perf_counter() - start, 1)
+            result["others_busy_before"] = busy
+            if code != 0:  # a result, then a crash at exit: keep the result, record the crash
+                result["exit_code"] = code
             return result
     tail = "\n".join(text.splitlines()[-15:])
     print(f"#   {phase} failed ({code}); log: {log}", file=sys.stderr)
@@ -572,10 +603,23 @@ def derived(row: dict[str, Any], precisions: list[str]) -> dict[str, Any]:
     return out
 
 
+def _find(node: Any, key: str) -> list[Any]:
+    """Every value stored under ``key`` anywhere in a nested dict/list."""
+    if isinstance(node, dict):
+        return [v for k, v in node.items() if k == key] + [x for v in node.values() for x in _find(v, key)]
+    if isinstance(node, list):
+        return [x for v in node for x in _find(v, key)]
+    return []
+
+
 def _cell(latency: dict[str, Any] | None) -> str:
     if not latency:
         return "-"
     return f"{latency['median']:.0f} ({latency['p10']:.0f}-{latency['p90']:.0f})"
+
+
+def _num(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
 
 
 def _ratio(value: float | None, target: float) -> str:
@@ -594,22 +638,30 @@ def table(report: dict[str, Any]) -> str:
     """The Markdown report: machine, inference table, default-precision table, profiles, extras, notes."""
     m = report["machine"]
     flags = ", ".join(f"{name} {'yes' if has else 'no'}" for name, has in m["flags"].items())
-    versions = ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v and k in ("torch", "openvino", "nncf", "mmdet"))
+    versions = ", ".join(f"{k} {v}" for k, v in m["versions"].items()
+                         if v and k in ("torch", "openvino", "nncf", "mmdet"))
     peak = report.get("peak", {})
     lines = [f"**Machine**: {m['cpu']}, {m['usable_cores']} usable cores ({m['cpu_count']} online); {flags}. "
              f"{versions}; Python {m['python']}. Load average at start {m['load_average_at_start']}, "
-             f"at end {m.get('load_average_at_end', '-')}.", ""]
+             f"at end {m.get('load_average_at_end', '-')} (this benchmark's own load included).", ""]
+    busy = [value for value in _find(report, "others_busy_before") if value is not None]
+    if busy and max(busy) > BUSY_LIMIT:
+        lines += [f"**Warning**: other processes used up to {100 * max(busy):.0f}% of the CPUs between phases "
+                  f"(median {100 * sorted(busy)[len(busy) // 2]:.0f}%), so these timings are not comparable; "
+                  "PyTorch's OpenMP threads suffer most from sharing cores. Rerun on an idle machine.", ""]
     if "f32" in peak:
         lines.append(f"**Peak**: OpenVINO FP32 {peak['n']}x{peak['n']} MatMul {peak['f32']['gflops']:.0f} GFLOP/s "
                      f"({peak['threads']} threads)" + "".join(
-                         f"; at OpenVINO's default precision ({peak['default_precision']}) {peak[p]['gflops']:.0f} GFLOP/s"
-                         for p in peak if p == "default") + ". GFLOP/s count 2 FLOPs per multiply-add.")
+                         f"; at OpenVINO's default precision ({peak['default_precision']}) "
+                         f"{peak[p]['gflops']:.0f} GFLOP/s" for p in peak if p == "default")
+                     + ". GFLOP/s count 2 FLOPs per multiply-add.")
         lines.append("")
     peak_f32 = _get(peak, "f32", "gflops")
     lines += ["Latency in ms, batch 1: median (p10-p90). Throughput in images/s. OpenVINO pinned to f32 "
               "(`INFERENCE_PRECISION_HINT=f32`); INT8 layers run in INT8, the rest in f32.", "",
               "| template | input | GMACs | PyTorch ms | OV FP32 ms | OV FP32 img/s | INT8 ms | INT8 img/s "
-              f"| OV FP32 / PyTorch (>= {TARGETS['openvino_vs_pytorch']}x) | INT8 / FP32 (>= {TARGETS['int8_vs_fp32']}x) "
+              f"| OV FP32 / PyTorch (>= {TARGETS['openvino_vs_pytorch']}x) "
+              f"| INT8 / FP32 (>= {TARGETS['int8_vs_fp32']}x) "
               "| GFLOP/s PyTorch / FP32 / INT8 (% of peak) | peak MiB PyTorch / export / NNCF / FP32 / INT8 |",
               "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in report["results"]:
@@ -620,18 +672,18 @@ def table(report: dict[str, Any]) -> str:
                          if k in gflops else "-" for k in ("pytorch", "FP32_f32", "INT8_f32"))
         errors = [name for name in ("pytorch", "export", "int8") if "error" in row.get(name, {})]
         lines.append(
-            f"| {row['template']} | {row['input_size']} | {_get(row, 'pytorch', 'gmacs') or '-'} "
+            f"| {row['template']} | {row['input_size']} | {_num(_get(row, 'pytorch', 'gmacs'), 1)} "
             f"| {_cell(_get(row, 'pytorch', 'latency_ms'))} "
             f"| {_cell(_get(ov, 'FP32', 'f32', 'latency', 'latency_ms'))} "
-            f"| {_get(ov, 'FP32', 'f32', 'throughput', 'images_per_s') or '-'} "
+            f"| {_num(_get(ov, 'FP32', 'f32', 'throughput', 'images_per_s'))} "
             f"| {_cell(_get(ov, 'INT8', 'f32', 'latency', 'latency_ms'))} "
-            f"| {_get(ov, 'INT8', 'f32', 'throughput', 'images_per_s') or '-'} "
+            f"| {_num(_get(ov, 'INT8', 'f32', 'throughput', 'images_per_s'))} "
             f"| {_ratio(ratios.get('openvino_vs_pytorch'), TARGETS['openvino_vs_pytorch'])} "
             f"| {_ratio(ratios.get('int8_vs_fp32'), TARGETS['int8_vs_fp32'])} | {eff} | {_rss(row)} |"
             + (f" failed: {', '.join(errors)}" if errors else ""))
     if any(_get(row, "openvino", "FP32", "default") for row in report["results"]):
         precision = peak.get("default_precision", "default")
-        lines += ["", f"OpenVINO's default precision on this CPU ({precision}: what `otxlite predict` gets):", "",
+        lines += ["", f"OpenVINO's default inference precision on this CPU ({precision}; otxlite pins f32):", "",
                   "| template | input | FP32 IR ms | FP32 IR img/s | INT8 IR ms | INT8 IR img/s "
                   "| vs pinned f32 (FP32 IR) | INT8 / FP32 IR |", "|---|---|---|---|---|---|---|---|"]
         for row in report["results"]:
@@ -640,10 +692,11 @@ def table(report: dict[str, Any]) -> str:
             default = _get(ov, "FP32", "default", "latency", "latency_ms", "median")
             ratio = _get(row, "ratios", "default", "int8_vs_fp32")
             lines.append(
-                f"| {row['template']} | {row['input_size']} | {_cell(_get(ov, 'FP32', 'default', 'latency', 'latency_ms'))} "
-                f"| {_get(ov, 'FP32', 'default', 'throughput', 'images_per_s') or '-'} "
+                f"| {row['template']} | {row['input_size']} "
+                f"| {_cell(_get(ov, 'FP32', 'default', 'latency', 'latency_ms'))} "
+                f"| {_num(_get(ov, 'FP32', 'default', 'throughput', 'images_per_s'))} "
                 f"| {_cell(_get(ov, 'INT8', 'default', 'latency', 'latency_ms'))} "
-                f"| {_get(ov, 'INT8', 'default', 'throughput', 'images_per_s') or '-'} "
+                f"| {_num(_get(ov, 'INT8', 'default', 'throughput', 'images_per_s'))} "
                 f"| {f'{f32 / default:.2f}x' if f32 and default else '-'} | {f'{ratio:.2f}x' if ratio else '-'} |")
     profiles = [_profile_line(row) for row in report["results"]]
     if any(profiles):
@@ -656,7 +709,8 @@ def table(report: dict[str, Any]) -> str:
 
 def _shares(values: dict[str, float], top: int) -> str:
     total = sum(values.values()) or 1.0
-    return ", ".join(f"{name} {100 * ms / total:.0f}%" for name, ms in list(values.items())[:top])
+    return ", ".join(f"{name} {100 * ms / total:.0f}%" for name, ms in list(values.items())[:top]
+                     if ms >= 0.005 * total)
 
 
 def _profile_line(row: dict[str, Any]) -> str:
@@ -665,7 +719,8 @@ def _profile_line(row: dict[str, Any]) -> str:
         profile = _get(row, "openvino", ir, "f32", "latency", "profile")
         if profile:
             parts.append(f"{ir} ({profile['total_ms']:.0f} ms summed): parts {_shares(profile['by_part'], 6)}; "
-                         f"layer types {_shares(profile['by_type'], 6)}; precisions {_shares(profile['by_precision'], 4)}")
+                         f"layer types {_shares(profile['by_type'], 6)}; "
+                         f"precisions {_shares(profile['by_precision'], 4)}")
     return f"- {row['template']} @ {row['input_size']}: " + " | ".join(parts) if parts else ""
 
 
@@ -708,14 +763,15 @@ def _notes(report: dict[str, Any]) -> list[str]:
                          f"{r['pytorch'].get('proposal_cap', '-')} proposals, {r['pytorch'].get('detections')}/"
                          f"{r['pytorch'].get('detection_cap', '-')} detections"
                          for r in report["results"] if "error" not in r.get("pytorch", {"error": 1})) + ".",
-             "- GMACs: multiply-adds of the dense network (backbone, neck, heads on the capped RoIs) of the model "
-             "as timed (3 classes, this input size), counted like the templates' `gigaflops` (1 multiply-add = "
-             "1 FLOP); effective GFLOP/s = 2 x GMACs / median latency, against the MatMul peak.",
+             "- GMACs: multiply-adds of the dense network (backbone, neck, RPN head, box head on the proposals "
+             "counted above, mask head on 100 RoIs) of the model as timed (3 classes, this input size), counted "
+             "like the templates' `gigaflops` (1 multiply-add = 1 FLOP); effective GFLOP/s = 2 x GMACs / median "
+             "latency, against the MatMul peak. Post-processing and RoIAlign are in the latency, not in the count.",
              "- PyTorch: `model.test_step` (normalization, forward, NMS, masks pasted at the input size). "
              "OpenVINO: sync `infer` of the preprocessed tensor (normalization and NMS inside the IR); pasting the "
              "28x28 masks on the host (`decode`) is extra: "
-             + "; ".join(f"{r['template']}@{r['input_size']} {_get(r, 'openvino', 'FP32', 'f32', 'latency', 'decode_ms', 'median')} ms"
-                         for r in report["results"] if _get(r, "openvino", "FP32", "f32", "latency", "decode_ms")) + ".",
+             + "; ".join(f"{r['template']}@{r['input_size']} {decode['median']} ms" for r in report["results"]
+                         if (decode := _get(r, "openvino", "FP32", "f32", "latency", "decode_ms"))) + ".",
              "- Peak MiB: `ru_maxrss` of each phase's own process (PyTorch: build + inference; export; NNCF "
              "quantization; OpenVINO FP32 / INT8 latency: read + compile + inference).",
              f"- Settings: {json.dumps(report['settings'])}."]
@@ -738,9 +794,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--preset", choices=("mixed", "performance"), default="mixed", help="NNCF preset")
     parser.add_argument("--no-profile", dest="profile", action="store_false",
                         help="skip OpenVINO's per-layer profile (PERF_COUNT) of the f32 latency runs")
-    parser.add_argument("--skip-default-precision", action="store_true",
-                        help="measure OpenVINO with f32 pinned only, not also at its default precision (bf16 "
-                             "on CPUs with AVX-512 BF16 or AMX)")
+    parser.add_argument("--default-precision", action="store_true",
+                        help="also measure OpenVINO at its default inference precision where that is not f32 "
+                             "(bf16 on CPUs with AVX-512 BF16 or AMX)")
     parser.add_argument("--skip-startup", action="store_true", help="skip the `otxlite --help` start-up time")
     parser.add_argument("--skip-import", action="store_true", help="skip the 10,000-image COCO import")
     parser.add_argument("--import-images", type=int, default=10_000, help="images in the import benchmark")
@@ -789,7 +845,7 @@ def main(argv: list[str] | None = None) -> int:
         peak = run_phase("peak", dict(n=MATMUL_N, precisions=["f32"], warmup=2, repeats=max(args.repeats, 5)),
                          scratch / "peak.log", args.timeout)
         precisions = ["f32"]
-        if "error" not in peak and peak["default_precision"] != "f32" and not args.skip_default_precision:
+        if "error" not in peak and peak["default_precision"] != "f32" and args.default_precision:
             precisions.append("default")
             peak["default"] = run_phase("peak", dict(n=MATMUL_N, precisions=["default"], warmup=2,
                                                      repeats=max(args.repeats, 5)),
@@ -798,8 +854,9 @@ def main(argv: list[str] | None = None) -> int:
         if not args.skip_startup:
             report["startup"] = startup_time()
         if not args.skip_import:
-            report["import"] = run_phase("dataset_import", dict(data=str(args.data / "import"), images=args.import_images,
-                                                         objects=5), scratch / "import.log", args.timeout)
+            report["import"] = run_phase("dataset_import", dict(data=str(args.data / "import"),
+                                                                images=args.import_images, objects=5),
+                                         scratch / "import.log", args.timeout)
         save()
         sample = prepare_sample(args.data)
         for template in templates:
@@ -820,7 +877,8 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(scratch, ignore_errors=True)
     print(table(report))
     print(f"\nDetails: {args.output}; table: {md_path}", file=sys.stderr)
-    failed = any("error" in (row.get(name) or {}) for row in report["results"] for name in ("pytorch", "export", "int8"))
+    failed = any("error" in (row.get(name) or {}) for row in report["results"]
+                 for name in ("pytorch", "export", "int8"))
     return 1 if failed else 0
 
 

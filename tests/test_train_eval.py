@@ -160,3 +160,30 @@ def test_ddp_two_cpu_processes(sample_dataset: Path, tmp_path: Path) -> None:
     rows = read_csv(tmp_path / "results.csv")
     assert len(rows) == 1 and float(rows[0]["val/num_images"]) == 8
     assert (tmp_path / "models/weights.pth").is_file()
+
+
+def test_load_weights_from_plain_mmdetection_checkpoint(sample_dataset: Path, tmp_path: Path) -> None:
+    """An MMDetection checkpoint with 80 COCO classes: backbone and neck load, the class heads are re-initialised."""
+    from mmdet.registry import MODELS
+    from mmdet.utils import register_all_modules
+    from mmengine.config import ConfigDict
+
+    from otxlite.engine.config import drop_pretrained, load_model_config
+    from otxlite.templates import load_template
+
+    register_all_modules()
+    model_cfg, _ = load_model_config(load_template("MaskRCNN-ResNet18"), num_classes=80)
+    drop_pretrained(model_cfg)
+    coco_model = MODELS.build(ConfigDict(model_cfg))
+    checkpoint = tmp_path / "mask_rcnn_coco.pth"
+    torch.save({"state_dict": coco_model.state_dict(), "meta": {"dataset_meta": {"classes": ["person"] * 80}}},
+               checkpoint)
+    result = otxlite("train", "MaskRCNN-ResNet18", "--train-data-roots", str(sample_dataset), "-o",
+                     str(tmp_path / "run"), "--load-weights", str(checkpoint), "--param",
+                     "learning_parameters.num_iters=1", *[arg for p in FAST_PARAMS for arg in ("--param", p)])
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "re-initialised" in result.stdout and "fc_cls" in result.stdout
+    trained = torch.load(tmp_path / "run/models/weights.pth", weights_only=True)["state_dict"]
+    key = "backbone.conv1.weight"
+    # Loaded, not random: the first conv barely moves in one short epoch.
+    assert torch.allclose(trained[key], coco_model.state_dict()[key], atol=0.05)

@@ -74,11 +74,12 @@ def is_otxlite_weights(path: Path) -> bool:
 
 @contextmanager
 def trusted_mmengine_checkpoints() -> Iterator[None]:
-    """Allow the classes mmengine puts into its own resume checkpoints (the user's own run)."""
+    """Allow the classes mmengine puts into its own resume checkpoints (the user's own run):
+    its HistoryBuffer of logged scalars and the numpy arrays, scalars and dtypes inside it."""
     import numpy as np
     from mmengine.logging import HistoryBuffer
 
-    allowed = [HistoryBuffer, np.core.multiarray._reconstruct, np.ndarray, np.dtype,
-               type(np.dtype("float64")), type(np.dtype("int64")), np.float64, np.int64]
+    allowed = [HistoryBuffer, np.ndarray, np.dtype, np._core.multiarray._reconstruct, np._core.multiarray.scalar,
+               getattr, *(getattr(np.dtypes, name) for name in np.dtypes.__all__)]
     with torch.serialization.safe_globals(allowed):
         yield

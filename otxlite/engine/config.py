@@ -101,6 +101,12 @@ def dataloader(ann_file: Path, labels: list[str], pipeline: list[dict], batch_si
     )
 
 
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def build_runner_config(
     template: Template,
     hyper_parameters: dict[str, Any],
@@ -139,6 +145,8 @@ def build_runner_config(
         custom_hooks.append(dict(type="EarlyStoppingHook", monitor=MONITOR, rule="greater",
                                  patience=int(learning["early_stop_patience"])))
     clip = float(learning.get("gradient_clip_norm", 0) or 0)
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    cuda = os.environ.get("CUDA_VISIBLE_DEVICES") != "" and _cuda_available()
 
     cfg: dict[str, Any] = dict(
         default_scope="mmdet",
@@ -162,8 +170,10 @@ def build_runner_config(
         ),
         custom_hooks=custom_hooks,
         env_cfg=dict(cudnn_benchmark=False, mp_cfg=dict(mp_start_method="fork", opencv_num_threads=0),
-                     dist_cfg=dict(backend="gloo")),
-        launcher="pytorch" if int(os.environ.get("WORLD_SIZE", "1")) > 1 else "none",
+                     dist_cfg=dict(backend="nccl" if cuda else "gloo")),
+        launcher="pytorch" if distributed else "none",
+        # On CPU, DDP takes no device ids (mmengine passes the local rank as one by default).
+        model_wrapper_cfg=dict(type="MMDistributedDataParallel", device_ids=None) if distributed and not cuda else None,
         log_processor=dict(type="LogProcessor", window_size=10, by_epoch=True),
         log_level="INFO",
         vis_backends=[dict(type="LocalVisBackend")],

@@ -85,8 +85,8 @@ class ResultsCsvHook(Hook):
         self.count = 0
         self.rows: list[dict[str, Any]] = []
 
-    def before_run(self, runner: Any) -> None:
-        """On resume, keep the rows already written."""
+    def before_train(self, runner: Any) -> None:
+        """On resume (the checkpoint is loaded by now), keep the rows of the epochs already done."""
         if self.csv_path.is_file():
             with open(self.csv_path, newline="") as f:
                 self.rows = [row for row in csv.DictReader(f) if int(row["epoch"]) <= runner.epoch]

@@ -22,6 +22,8 @@ def build_runner(cfg: Config) -> Any:
         import_modules_from_strings(**cfg.custom_imports)
     warnings.filterwarnings("ignore", category=UserWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
+    if cfg.get("launcher") == "pytorch":
+        _init_distributed()
     with contextlib.redirect_stdout(io.StringIO()):  # the start-up dump (environment, config) stays in the log file
         runner = Runner.from_cfg(cfg)
     from mmengine.logging import MMLogger
@@ -32,6 +34,16 @@ def build_runner(cfg: Config) -> Any:
                 handler.setStream(sys.stdout)
                 handler.setLevel(logging.ERROR)
     return runner
+
+
+def _init_distributed() -> None:
+    """Join torchrun's process group ourselves: mmengine's ``init_dist`` calls ``torch.cuda.set_device``,
+    which a CPU-only torch lacks. The Runner then sees an initialised group and skips its own."""
+    import torch
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
 
 
 @contextlib.contextmanager

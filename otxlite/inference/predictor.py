@@ -116,27 +116,29 @@ class Predictor:
 
     def predict_async(self, images: Iterable[tuple[Any, np.ndarray]],
                       on_result: Callable[[Any, Prediction], None], jobs: int = 0) -> None:
-        """Run many images through OpenVINO's asynchronous queue; ``on_result(key, prediction)`` per image."""
-        import openvino as ov
+        """Run many images through a pool of asynchronous infer requests, ``on_result(key, prediction)``
+        per image in input order. While the main thread decodes one result, the other requests keep the
+        CPU busy. (No Python callbacks on OpenVINO's threads: tearing those down can abort the process.)"""
+        count = jobs or int(self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+        requests = [self.compiled.create_infer_request() for _ in range(count)]
+        pending: list[tuple[Any, tuple[int, int]] | None] = [None] * count
 
-        queue = ov.AsyncInferQueue(self.compiled, jobs)
-        errors: list[BaseException] = []
+        def finish(slot: int) -> None:
+            key, (height, width) = pending[slot]  # type: ignore[misc]
+            requests[slot].wait()
+            pending[slot] = None
+            on_result(key, self.postprocess(request_outputs(requests[slot]), height, width))
 
-        def done(request: Any, userdata: tuple[Any, tuple[int, int]]) -> None:
-            key, (height, width) = userdata
-            try:
-                on_result(key, self.postprocess(request_outputs(request), height, width))
-            except BaseException as err:  # re-raised in the caller's thread below
-                errors.append(err)
-
-        queue.set_callback(done)
+        slot = 0
         for key, image in images:
-            if errors:
-                break
-            queue.start_async({0: self.preprocess(image)}, (key, image.shape[:2]))
-        queue.wait_all()
-        if errors:
-            raise errors[0]
+            if pending[slot] is not None:
+                finish(slot)
+            requests[slot].start_async({0: self.preprocess(image)})
+            pending[slot] = (key, image.shape[:2])
+            slot = (slot + 1) % count
+        for offset in range(count):  # the rest, oldest first
+            if pending[(slot + offset) % count] is not None:
+                finish((slot + offset) % count)
 
 
 def _boxes_of(masks: np.ndarray, fallback: np.ndarray) -> np.ndarray:

@@ -1,0 +1,68 @@
+"""The exported IR gives the PyTorch model's answers: mask mAP and matched detections (issue 5's parity bar)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from otxlite.evaluate import evaluate
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU matrix of xyxy boxes a [N,4] and b [M,4]."""
+    tl = np.maximum(a[:, None, :2], b[None, :, :2])
+    br = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.prod(np.clip(br - tl, 0, None), axis=2)
+    area = lambda x: np.prod(x[:, 2:] - x[:, :2], axis=1)  # noqa: E731
+    return inter / (area(a)[:, None] + area(b)[None, :] - inter + 1e-9)
+
+
+@pytest.fixture(scope="module")
+def pytorch_detector(trained_run):
+    from mmdet.apis import init_detector
+
+    from otxlite.engine.checkpoint import load_weights, weights_config
+
+    payload = load_weights(trained_run.weights)
+    cfg = weights_config(payload)
+    cfg.test_dataloader = cfg.val_dataloader
+    return init_detector(cfg, str(trained_run.weights), device="cpu"), payload["confidence_threshold"]
+
+
+def test_ir_detections_match_pytorch(pytorch_detector, exported_ir: Path, sample_dataset: Path) -> None:
+    """>= 95% of PyTorch detections above the threshold have an IR detection with box IoU >= 0.95, same label."""
+    from mmdet.apis import inference_detector
+
+    from otxlite.inference.predictor import Predictor
+
+    model, threshold = pytorch_detector
+    predictor = Predictor(exported_ir)
+    matched = total = 0
+    for path in sorted(sample_dataset.glob("images/*/*.jpg")):
+        reference = inference_detector(model, str(path)).pred_instances
+        keep = reference.scores.numpy() >= threshold
+        ref_boxes, ref_labels = reference.bboxes.numpy()[keep], reference.labels.numpy()[keep]
+        ir = predictor.predict(cv2.imread(str(path)))
+        candidates = ir.scores >= threshold - 0.05  # a score a hair below the threshold is still the same box
+        ious = box_iou(ref_boxes, ir.boxes[candidates]) if len(ref_boxes) else np.zeros((0, 0))
+        for row, label in enumerate(ref_labels):
+            same_label = ir.labels[candidates] == label
+            matched += bool(ious.shape[1] and (ious[row][same_label] >= 0.95).any())
+        total += len(ref_boxes)
+    assert total >= 5, "the trained sample model should detect something above its threshold"
+    assert matched / total >= 0.95, (matched, total)
+
+
+def test_ir_and_half_precision_mask_map_match_pytorch(trained_run, exported_ir: Path, sample_dataset: Path,
+                                                      tmp_path: Path) -> None:
+    from otxlite.export import export_openvino
+
+    pytorch, _ = evaluate(trained_run.weights, sample_dataset, tmp_path / "torch")
+    fp32, _ = evaluate(exported_ir, sample_dataset, tmp_path / "fp32")
+    half = export_openvino(trained_run.weights, tmp_path / "fp16", half_precision=True)
+    fp16, _ = evaluate(half, sample_dataset, tmp_path / "fp16_eval")
+    assert abs(fp32["mask_mAP"] - pytorch["mask_mAP"]) <= 0.01, (fp32["mask_mAP"], pytorch["mask_mAP"])
+    assert abs(fp16["mask_mAP"] - pytorch["mask_mAP"]) <= 0.02, (fp16["mask_mAP"], pytorch["mask_mAP"])
