@@ -103,6 +103,8 @@ def train(
 
     result = run_training(template, train_data_roots, val_data_roots, output, param or [], load_weights, resume_from,
                           not no_pretrained, data_format, skip_bad_images)
+    if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 reports
+        return
     print_summary("Training finished", result.performance, {
         "weights": result.weights, "label schema": result.weights.parent / "label_schema.json",
         "results": result.run_dir / "results.csv", "plots": result.run_dir / "plots",

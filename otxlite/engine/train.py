@@ -118,6 +118,11 @@ def train(
         hint = (f"Resume with: otxlite train {template} --train-data-roots {train_root} --resume-from {last}"
                 if last.is_file() else "No epoch had finished, so there is nothing to resume.")
         raise OtxliteError(f"Training interrupted. {hint}") from None
+    from mmengine.dist import barrier, is_main_process
+
+    barrier()  # with DDP, rank 0 has written weights.pth once every rank is here
+    if not is_main_process():
+        return TrainResult(run_dir=run_dir, weights=models_dir / "weights.pth", performance=None)
     return _finish(run_dir, models_dir)
 
 
