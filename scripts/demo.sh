@@ -6,11 +6,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 OTX=.venv/bin/otxlite
 RUN=otxlite-runs/demo
-EPOCHS=${EPOCHS:-8}
+EPOCHS=${EPOCHS:-12}
 
 .venv/bin/python scripts/make_sample_dataset.py data/sample
 $OTX train MaskRCNN-EfficientNetB2B --train-data-roots data/sample -o "$RUN" \
-    --param learning_parameters.num_iters="$EPOCHS" --param data.input_size=[256,256] \
+    --param learning_parameters.num_iters="$EPOCHS" --param data.input_size=[192,192] \
     --param learning_parameters.learning_rate_warmup_iters=10
 $OTX eval --load-weights "$RUN/models/weights.pth" --test-data-roots data/sample -o "$RUN/eval"
 $OTX export --load-weights "$RUN/models/weights.pth" -o "$RUN/openvino"
