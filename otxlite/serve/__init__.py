@@ -2,7 +2,7 @@
 
 ``POST /score`` takes ``{"input_data": {"columns": ["image"], "index": [...], "data": ["<base64>", ...]}}`` and answers
 one ``predictions.json`` entry per image; ``GET /health`` and ``GET /metadata`` describe the service. Built on FastAPI,
-uvicorn and OpenVINO's ``AsyncInferQueue``. Imports only openvino, numpy, OpenCV, Pillow (image headers), FastAPI,
+uvicorn and a pool of OpenVINO infer requests. Imports only openvino, numpy, OpenCV, Pillow (image headers), FastAPI,
 uvicorn, httpx and the standard library: never torch, mmcv or mmdet.
 
 Modules: ``settings`` (limits), ``schemas`` (request/response models = the OpenAPI document), ``guard`` (API key and
