@@ -60,7 +60,7 @@ else
         "${PIP[@]}" uninstall -q -y mmcv 2>/dev/null || true
         MMCV_WITH_OPS=1 FORCE_CUDA=0 MAX_JOBS="${MAX_JOBS:-$(nproc)}" \
             "${PIP[@]}" wheel -v --no-deps --no-build-isolation --no-binary mmcv "mmcv==$MMCV_VERSION" -w "$cache" \
-            2>&1 | grep --line-buffered -E '^\[[0-9]+/[0-9]+\]|error|Error' || true
+            2>&1 | grep --line-buffered -E '^\s*\[[0-9]+/[0-9]+\]|error:|Error' || true
         ls "$cache"/mmcv-"$MMCV_VERSION"-*.whl >/dev/null 2>&1 || die "the mmcv build failed; rerun with the command above to see the compiler output."
         "${PIP[@]}" install -q --no-deps "$cache"/mmcv-"$MMCV_VERSION"-*.whl
         step "cached the mmcv wheel in $cache"
