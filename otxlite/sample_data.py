@@ -14,7 +14,6 @@ The layout is the one Datumaro's ``coco_instances`` importer expects::
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 from pycocotools import mask as mask_utils
+
+from otxlite.fileio import atomic_path, write_text_atomic
 
 CLASSES = ("disc", "star", "ring")
 SUBSETS = ("train", "val")
@@ -116,7 +117,8 @@ def _write_subset(
         ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, _JPEG_QUALITY])
         if not ok:
             raise RuntimeError(f"OpenCV could not encode {file_name} as JPEG")
-        _write_atomic(image_dir / file_name, encoded.tobytes())
+        with atomic_path(image_dir / file_name) as tmp:
+            tmp.write_bytes(encoded.tobytes())
         images.append({"id": image_id, "file_name": file_name, "width": size, "height": size})
         for instance in instances:
             ann = _annotation(instance, uncompressed_rle=subset == "train")
@@ -136,17 +138,7 @@ def _write_subset(
         "images": images,
         "annotations": annotations,
     }
-    _write_atomic(out_dir / "annotations" / f"instances_{subset}.json", json.dumps(coco).encode())
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path``, then rename it over ``path``."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_text_atomic(out_dir / "annotations" / f"instances_{subset}.json", json.dumps(coco))
 
 
 def _label_bag(rng: np.random.Generator) -> Iterator[str]:

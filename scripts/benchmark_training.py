@@ -82,6 +82,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from otxlite.fileio import write_json_atomic  # noqa: E402
+
 MARKER = "BENCHMARK_RESULT "
 TIMED_STAGES = ("before_train_iter", "after_train_iter", "after_train_epoch", "after_train", "after_run")
 DEFAULT_OUTPUT = REPO / "benchmarks" / "training.json"
@@ -384,18 +386,6 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -41,9 +41,7 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,6 +51,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from otxlite.errors import OtxliteError  # noqa: E402
+from otxlite.fileio import write_text_atomic  # noqa: E402
 from otxlite.templates import Template, list_templates, load_template  # noqa: E402
 
 NUM_CLASSES = 80  # COCO, so the numbers compare with published ones
@@ -182,19 +181,6 @@ def rewrite_stats(text: str, gigaflops: float | None, size: float) -> str:
     return "".join(lines[:start] + comment + lines[first:])
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` via a temporary file in the same folder."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as handle:
-            handle.write(text)
-        os.chmod(tmp, path.stat().st_mode & 0o777)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _differs(stored: Any, computed: float) -> bool:
     if not isinstance(stored, (int, float)) or isinstance(stored, bool):
         return True
@@ -238,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
                     failures.append(f"{template.path}: {key} is {stored}, computed {computed:.2f}")
         else:
             path = template.path
-            write_atomic(path, rewrite_stats(path.read_bytes().decode("utf-8"), stats.gigaflops, stats.size))
+            write_text_atomic(path, rewrite_stats(path.read_bytes().decode("utf-8"), stats.gigaflops, stats.size))
     if failures:
         print("Stored values differ from the computed ones by more than "
               f"{TOLERANCE:.0%}; run scripts/compute_model_stats.py to update them:", file=sys.stderr)
