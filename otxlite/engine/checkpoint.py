@@ -63,15 +63,6 @@ def weights_config(payload: dict[str, Any]) -> Any:
     return Config(payload["config"])
 
 
-def is_otxlite_weights(path: Path) -> bool:
-    """True if ``path`` is an otxlite ``weights.pth`` (as opposed to a plain MMDetection checkpoint)."""
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:
-        return False
-    return isinstance(payload, dict) and "otxlite_format" in payload
-
-
 @contextmanager
 def trusted_mmengine_checkpoints() -> Iterator[None]:
     """Allow the classes mmengine puts into its own resume checkpoints (the user's own run):
