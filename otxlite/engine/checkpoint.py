@@ -43,7 +43,10 @@ def load_weights(path: Path) -> dict[str, Any]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises several types for corrupt or foreign files
-        raise OtxliteError(f"--load-weights {path}: cannot read it as an otxlite weights.pth ({err}).") from err
+        raise OtxliteError(
+            f"--load-weights {path}: this is not a readable PyTorch checkpoint (corrupt, truncated or another "
+            f"format; {type(err).__name__}: {err}). Use the models/weights.pth of an otxlite training run."
+        ) from err
     if not isinstance(payload, dict) or "otxlite_format" not in payload:
         raise OtxliteError(f"--load-weights {path}: this is not an otxlite weights.pth (no otxlite metadata). "
                            "Use the models/weights.pth of an otxlite training run.")
