@@ -15,6 +15,7 @@ import typer
 
 from otxlite import __version__
 from otxlite.console import console, err_console
+from otxlite.data.formats import FORMATS
 from otxlite.errors import OtxliteError
 
 app = typer.Typer(
@@ -30,7 +31,7 @@ app = typer.Typer(
 
 Output = Annotated[Optional[Path], typer.Option("--output", "-o", help="Run folder (default: a new folder under otxlite-runs/).")]
 Verbose = Annotated[bool, typer.Option("--verbose", help="Show full tracebacks on errors.")]
-DataFormat = Annotated[Optional[str], typer.Option("--data-format", help="Force a dataset format: coco, voc, cvat, labelme, yolo, cityscapes, azureml (default: detected).")]
+DataFormat = Annotated[Optional[str], typer.Option("--data-format", help=f"Force a dataset format: {', '.join(FORMATS)} (default: detected).")]
 Device = Annotated[str, typer.Option("--device", help="cpu, cuda or auto.")]
 
 

@@ -55,6 +55,8 @@ WRITERS = {
     # CVAT keeps the crowd flag as a declared "is_crowd" attribute.
     "cvat": (lambda ds, out: export_datumaro(ds, out, "cvat"), True),
     "labelme": (lambda ds, out: export_datumaro(ds, out, "label_me"), True),
+    # Datumaro's own format keeps polygons, masks, groups and the is_crowd attribute as they are.
+    "datumaro": (lambda ds, out: export_datumaro(ds, out, "datumaro"), True),
     # YOLO has no crowd flag (Datumaro's YOLO exporters drop crowd regions too).
     "yolo": (write_yolo_segmentation, False),
     # Cityscapes marks a crowd region by a class id without an instance id.
@@ -228,6 +230,23 @@ def test_undeclared_category_id(sample: Path, tmp_path: Path) -> None:
     ann.write_text(json.dumps(coco))
     with pytest.raises(OtxliteError, match=r"item \d+ \(train\) uses label/category id 99, which the dataset does not"):
         prepare_training_data(root, None, tmp_path / "run")
+
+
+@pytest.mark.parametrize("breakage", ["items", "annotation type"])
+def test_datumaro_broken_annotation_file_is_named(breakage: str, sample: Path, tmp_path: Path) -> None:
+    root = export_datumaro(load_coco(sample), tmp_path / "dm", "datumaro")
+    ann = root / "annotations" / "val.json"
+    data = json.loads(ann.read_text())
+    if breakage == "items":
+        del data["items"]
+    else:
+        next(item for item in data["items"] if item["annotations"])["annotations"][0]["type"] = "blob"
+    ann.write_text(json.dumps(data))
+    with pytest.raises(OtxliteError) as err:
+        prepare_training_data(root, None, tmp_path / "run")
+    message = str(err.value)
+    assert f"the annotation file {ann}" in message and ("'items'" in message or "'blob'" in message)
+    assert "\n" not in message
 
 
 def test_yolo_undeclared_class_id(sample: Path, tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ FORMATS: dict[str, str] = {
     "voc": "voc_instance_segmentation",
     "cvat": "cvat",
     "labelme": "label_me",
+    "datumaro": "datumaro",
     # Datumaro 1.13's YOLO reads boxes only, its Cityscapes is semantic only, and it has no AzureML JSONL.
     "cityscapes": "otxlite.data.cityscapes",
     "yolo": "otxlite.data.yolo_seg",
@@ -25,6 +26,8 @@ FORMATS: dict[str, str] = {
 DATUMARO_TO_FORMAT = {v: k for k, v in FORMATS.items() if not v.startswith("otxlite.")}
 # Datumaro detects some formats under a more general name (a VOC folder as voc, voc_detection, ...).
 DATUMARO_TO_FORMAT.update({"coco": "coco", "voc": "voc", "mmdet_coco": "coco", "roboflow_coco": "coco"})
+# Where the annotation files of a Datumaro-read format lie, to name the broken one when an import fails.
+ANNOTATION_FILES = {"coco": "annotations/*.json", "datumaro": "annotations/*.json"}
 
 
 def _own_importers() -> dict[str, tuple[Callable[[Path], bool], Callable[[Path], Any]]]:
@@ -102,6 +105,25 @@ def _undeclared_label_message(chain: list[BaseException], root: Path, option: st
             "not declare. Add it to the categories (label list) of the annotation file, or fix the annotation.")
 
 
+def _broken_annotation_file(root: Path, fmt: str) -> str | None:
+    """Import each annotation file of ``root`` alone; describe the first that fails (file, item, cause)."""
+    import datumaro as dm
+    from datumaro.components.errors import ItemImportError
+
+    for path in sorted(root.glob(ANNOTATION_FILES[fmt])) if fmt in ANNOTATION_FILES else []:
+        try:
+            list(dm.Dataset.import_from(str(path), FORMATS[fmt]))
+        except Exception as err:  # noqa: BLE001 - any failure of this one file is what we describe
+            chain = _causes(err)
+            item = next((e.item_id for e in chain if isinstance(e, ItemImportError)), None)
+            where = f" (item/annotation id {item[0]})" if item and item[0] is not None else ""
+            cause = chain[-1]
+            what = (f"the key or value {cause} is missing or unknown" if isinstance(cause, KeyError)
+                    else f"{type(cause).__name__}: {cause}")
+            return f"{path}{where}: {what}"
+    return None
+
+
 @dataclass
 class ImportedDataset:
     """Datumaro items (annotations in memory, images not read) with their label names."""
@@ -144,6 +166,10 @@ def import_dataset(root: Path, data_format: str | None, option: str) -> Imported
         undeclared = _undeclared_label_message(chain, root, option)
         if undeclared:
             raise OtxliteError(undeclared) from err
+        broken = _broken_annotation_file(root, fmt)
+        if broken:
+            raise OtxliteError(f"{option} {root}: the annotation file {broken}. Fix the file, or export the "
+                               f"dataset again in the '{fmt}' format.") from err
         raise OtxliteError(
             f"{option} {root}: Datumaro could not read it as '{fmt}': {type(cause).__name__}: {cause}. "
             "Check the annotation files, or force another format with --data-format."
