@@ -39,6 +39,14 @@ def write_text_atomic(path: Path, text: str) -> Path:
     return Path(path)
 
 
+def cache_dir(*parts: str) -> Path:
+    """A folder under otxlite's cache (``$XDG_CACHE_HOME/otxlite``, default ``~/.cache/otxlite``), created."""
+    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "otxlite"
+    path = root.joinpath(*parts)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def write_json_atomic(path: Path, data: Any, indent: int | None = 2) -> Path:
     """Write ``data`` as JSON to ``path`` atomically."""
     return write_text_atomic(path, json.dumps(data, indent=indent))

@@ -77,6 +77,16 @@ def _objects(item: Any) -> list[tuple[int, bool, list[np.ndarray], np.ndarray | 
     return [(g["label"], g["crowd"], g["parts"], g["mask"]) for g in groups.values()]
 
 
+def _object_mask(parts: list[np.ndarray], mask: np.ndarray | None, height: int, width: int) -> np.ndarray:
+    """An object's mask; polygons rasterized as pycocotools (and so MMDetection) does."""
+    from pycocotools import mask as mask_utils
+
+    if mask is not None:
+        return mask.astype(bool)
+    rles = mask_utils.frPyObjects([p.reshape(-1).tolist() for p in parts], height, width)
+    return mask_utils.decode(mask_utils.merge(rles)).astype(bool)
+
+
 def _mask_polygons(mask: np.ndarray) -> list[np.ndarray]:
     """Outer contours of a mask (polygon formats cannot express holes)."""
     contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
@@ -137,7 +147,6 @@ def write_cityscapes_instances(dataset: Any, out: Path) -> Path:
     Datumaro label map (``label_colors.txt``, background first).
     """
     from datumaro.components.annotation import AnnotationType
-    from pycocotools import mask as mask_utils
 
     names = [category.name for category in dataset.categories()[AnnotationType.label]]
     (out / "label_colors.txt").parent.mkdir(parents=True, exist_ok=True)
@@ -150,11 +159,8 @@ def write_cityscapes_instances(dataset: Any, out: Path) -> Path:
         ids = np.zeros((height, width), np.uint16)
         per_class: Counter = Counter()
         for label, crowd, parts, mask in _objects(item):
-            if mask is None:  # rasterize as pycocotools (and so MMDetection) does
-                rles = mask_utils.frPyObjects([p.reshape(-1).tolist() for p in parts], height, width)
-                mask = mask_utils.decode(mask_utils.merge(rles))
             class_id = label + 1  # after the background
-            ids[mask.astype(bool)] = class_id if crowd else class_id * 1000 + per_class[class_id]
+            ids[_object_mask(parts, mask, height, width)] = class_id if crowd else class_id * 1000 + per_class[class_id]
             per_class[class_id] += 0 if crowd else 1
         gt = out / "gtFine" / split / "sample" / f"{name}_gtFine_instanceIds.png"
         gt.parent.mkdir(parents=True, exist_ok=True)
@@ -182,6 +188,60 @@ def write_azureml_jsonl(dataset: Any, out: Path, image_url_prefix: str = "") -> 
         lines.setdefault(_subset_name(item), []).append(json.dumps(record))
     for split, records in lines.items():
         (out / f"{split}.jsonl").write_text("\n".join(records) + "\n")
+    return out
+
+
+def _tf_example(item: Any, names: list[str], dense_masks: bool) -> bytes:
+    """The ``tf.train.Example`` of one item, as the TF Object Detection API's create_coco_tf_record.py writes it."""
+    from tfrecord_writer import encode_example
+
+    height, width = _image_size(item)
+    objects = _objects(item)
+    masks = [_object_mask(parts, mask, height, width) for _, _, parts, mask in objects]
+    boxes = []
+    for mask in masks:
+        ys, xs = np.nonzero(mask)
+        boxes.append((xs.min() / width, ys.min() / height, (xs.max() + 1) / width, (ys.max() + 1) / height))
+    boxes_array = np.asarray(boxes, np.float32).reshape(-1, 4)
+    features: dict[str, Any] = {
+        "image/encoded": [Path(item.media.path).read_bytes()], "image/format": [b"jpeg"],
+        "image/filename": [Path(item.media.path).name.encode()], "image/height": [height], "image/width": [width],
+        **{f"image/object/bbox/{key}": boxes_array[:, i] for i, key in enumerate(("xmin", "ymin", "xmax", "ymax"))},
+        "image/object/class/label": [label + 1 for label, _, _, _ in objects],
+        "image/object/class/text": [names[label].encode() for label, _, _, _ in objects],
+        "image/object/is_crowd": [int(crowd) for _, crowd, _, _ in objects],
+    }
+    if dense_masks:  # objects x height x width floats, one repeated field per value
+        features["image/object/mask"] = np.asarray(masks, np.float32).reshape(-1)
+        return encode_example(features, packed=False)
+    features["image/object/mask"] = [cv2.imencode(".png", m.astype(np.uint8))[1].tobytes() for m in masks]
+    return encode_example(features)
+
+
+def write_tf_object_detection(dataset: Any, out: Path, dense_masks: bool = False) -> Path:
+    """TensorFlow Object Detection API TFRecords of ``dataset``.
+
+    PNG masks: ``train.tfrecord-0000N-of-00002`` shards, ``val.tfrecord`` and ``label_map.pbtxt``; dense
+    masks: ``train.record``, ``val.record`` and no label map (labels come from the class texts).
+    """
+    from datumaro.components.annotation import AnnotationType
+    from tfrecord_writer import write_tfrecord
+
+    names = [category.name for category in dataset.categories()[AnnotationType.label]]
+    records: dict[str, list[bytes]] = {}
+    for item in sorted(dataset, key=lambda item: item.id):
+        records.setdefault(_subset_name(item), []).append(_tf_example(item, names, dense_masks))
+    for split, examples in records.items():
+        if dense_masks:
+            write_tfrecord(out / f"{split}.record", examples)
+        elif split == "train":
+            for shard in range(2):
+                write_tfrecord(out / f"{split}.tfrecord-{shard:05d}-of-00002", examples[shard::2])
+        else:
+            write_tfrecord(out / f"{split}.tfrecord", examples)
+    if not dense_masks:
+        items = "".join(f"item {{\n  id: {i + 1}\n  name: '{name}'\n}}\n" for i, name in enumerate(names))
+        (out / "label_map.pbtxt").write_text(items)
     return out
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import struct
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -19,6 +20,7 @@ from dataset_formats import (
     load_coco,
     write_azureml_jsonl,
     write_cityscapes_instances,
+    write_tf_object_detection,
     write_yolo_segmentation,
 )
 
@@ -30,6 +32,12 @@ from otxlite.sample_data import make_sample_dataset
 
 # Datumaro logs a warning per undeclared attribute while exporting.
 logging.getLogger("root").setLevel(logging.ERROR)
+
+
+@pytest.fixture(autouse=True)
+def _cache_in_tmp(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Images extracted from TFRecords go to a temporary cache, not the user's."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "cache"))
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +70,8 @@ WRITERS = {
     # Cityscapes marks a crowd region by a class id without an instance id.
     "cityscapes": (write_cityscapes_instances, True),
     "azureml": (write_azureml_jsonl, True),
+    # TF Object Detection API: PNG masks per object, a label map, image/object/is_crowd.
+    "tfrecord": (write_tf_object_detection, True),
 }
 
 
@@ -150,6 +160,26 @@ def test_azureml_datastore_urls_resolve_to_local_images(sample: Path, tmp_path: 
     assert imported.format == "azureml"
     assert all(Path(item.media.path).is_file() for item in imported.items)
     assert {item.subset for item in imported.items} == {"train", "val"}
+
+
+def test_tfrecord_dense_masks_without_label_map(sample: Path, reference, tmp_path: Path) -> None:
+    """Dense float masks, unpacked repeated fields, no label map: labels from the class texts, in class id order."""
+    root = write_tf_object_detection(load_coco(sample), tmp_path / "tf", dense_masks=True)
+    assert not list(root.glob("*.pbtxt"))
+    prepared = prepare_training_data(root, None, tmp_path / "run")
+    assert prepared.formats == {"train": "tfrecord"}
+    assert prepared.labels == reference.labels
+    assert instance_counts(prepared) == instance_counts(reference)
+    assert instance_areas(prepared) == pytest.approx(instance_areas(reference), rel=0.3)
+
+
+def test_tfrecord_label_map_gives_the_coco_label_schema(sample: Path, reference, tmp_path: Path) -> None:
+    root = write_tf_object_detection(load_coco(sample), tmp_path / "tf")
+    imported = import_dataset(root, "tfrecord", "--train-data-roots")
+    assert imported.labels == reference.labels
+    assert sorted(item.id for item in imported.items) == sorted(item.id for item in load_coco(sample))
+    again = import_dataset(root, "tfrecord", "--train-data-roots")  # images come from the cache the second time
+    assert [item.media.path for item in again.items] == [item.media.path for item in imported.items]
 
 
 # ---- errors: one clear OtxliteError each -------------------------------------------------------
@@ -247,6 +277,54 @@ def test_datumaro_broken_annotation_file_is_named(breakage: str, sample: Path, t
     message = str(err.value)
     assert f"the annotation file {ann}" in message and ("'items'" in message or "'blob'" in message)
     assert "\n" not in message
+
+
+def _tf_sample(sample: Path, tmp_path: Path) -> Path:
+    return write_tf_object_detection(load_coco(sample), tmp_path / "tf", dense_masks=True)
+
+
+def test_tfrecord_truncated_file(sample: Path, tmp_path: Path) -> None:
+    record = _tf_sample(sample, tmp_path) / "val.record"
+    record.write_bytes(record.read_bytes()[:-10])
+    with pytest.raises(OtxliteError, match=rf"{record}, record 2: the file ends inside the record"):
+        prepare_training_data(record.parent, None, tmp_path / "run")
+
+
+def test_tfrecord_crc_mismatch(sample: Path, tmp_path: Path) -> None:
+    record = _tf_sample(sample, tmp_path) / "train.record"
+    data = bytearray(record.read_bytes())
+    second = 12 + struct.unpack("<Q", data[:8])[0] + 4  # start of record 1
+    data[second + 12 + 100] ^= 0xFF  # a byte of its data
+    record.write_bytes(bytes(data))
+    with pytest.raises(OtxliteError, match=rf"{record}, record 1: CRC mismatch of the record's data"):
+        prepare_training_data(record.parent, None, tmp_path / "run")
+
+
+def test_tfrecord_record_that_is_not_an_example(sample: Path, tmp_path: Path) -> None:
+    from tfrecord_writer import frame_record
+
+    record = _tf_sample(sample, tmp_path) / "val.record"
+    record.write_bytes(record.read_bytes() + frame_record(b"\x0a\xff\xff\x03not a protobuf"))
+    with pytest.raises(OtxliteError, match=rf"{record}, record 3: the record is not a tf.train.Example"):
+        prepare_training_data(record.parent, None, tmp_path / "run")
+
+
+def test_tfrecord_mask_count_and_undeclared_class(sample: Path, tmp_path: Path) -> None:
+    from tfrecord_writer import encode_example, write_tfrecord
+
+    root = tmp_path / "tf"
+    image = next((sample / "images" / "val").glob("*.jpg"))
+    example = {"image/encoded": [image.read_bytes()], "image/filename": [image.name.encode()],
+               "image/object/bbox/xmin": [0.1], "image/object/bbox/ymin": [0.1], "image/object/bbox/xmax": [0.5],
+               "image/object/bbox/ymax": [0.5], "image/object/class/label": [3], "image/object/mask": []}
+    write_tfrecord(root / "val.tfrecord", [encode_example(example)])
+    (root / "label_map.pbtxt").write_text("item { id: 1 name: 'disc' }\nitem { id: 2 name: 'star' }\n")
+    with pytest.raises(OtxliteError, match=r"val\.tfrecord, record 0: 'image/object/mask' holds 0 masks for 1 objects"):
+        import_dataset(root, None, "--test-data-roots")
+    del example["image/object/mask"]  # box only: imported, then skipped with a count; but class 3 is unknown
+    write_tfrecord(root / "val.tfrecord", [encode_example(example)])
+    with pytest.raises(OtxliteError, match=r"record 0: an object has class id 3, which the label map does not declare"):
+        import_dataset(root, None, "--test-data-roots")
 
 
 def test_yolo_undeclared_class_id(sample: Path, tmp_path: Path) -> None:

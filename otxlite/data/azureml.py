@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from otxlite.data.convert import read_image_size
+from otxlite.data.split import subset_from_file_name
 from otxlite.errors import OtxliteError
 
 REQUIRED_KEYS = ("image_url", "label")
@@ -44,21 +45,6 @@ def is_azureml_jsonl(root: Path) -> bool:
         if isinstance(first, dict) and all(key in first for key in REQUIRED_KEYS):
             return True
     return False
-
-
-def subset_of(jsonl: Path) -> str:
-    """Subset named by a JSONL file name: ``train``, ``val``, ``test`` or Datumaro's default."""
-    from datumaro.components.dataset_base import DEFAULT_SUBSET_NAME
-
-    stem = jsonl.stem.lower()
-    words = set(re.split(r"[^a-z0-9]+", stem))
-    if "train" in stem:
-        return "train"
-    if words & {"val", "valid", "validation"}:
-        return "val"
-    if "test" in words:
-        return "test"
-    return DEFAULT_SUBSET_NAME
 
 
 def resolve_image(url: str, base: Path) -> Path:
@@ -193,7 +179,7 @@ def import_azureml_jsonl(root: Path) -> Any:
     items, seen = [], {}
     for line, record in records:
         image_path = resolve_image(record["image_url"], line.path.parent)
-        subset = subset_of(line.path)
+        subset = subset_from_file_name(line.path)
         item_id = image_path.relative_to(root).with_suffix("").as_posix() if image_path.is_relative_to(root) \
             else image_path.stem
         if (subset, item_id) in seen:

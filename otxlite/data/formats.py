@@ -18,10 +18,12 @@ FORMATS: dict[str, str] = {
     "cvat": "cvat",
     "labelme": "label_me",
     "datumaro": "datumaro",
-    # Datumaro 1.13's YOLO reads boxes only, its Cityscapes is semantic only, and it has no AzureML JSONL.
+    # Datumaro 1.13's YOLO reads boxes only, its Cityscapes is semantic only, it has no AzureML JSONL,
+    # and its tf_detection_api needs TensorFlow.
     "cityscapes": "otxlite.data.cityscapes",
     "yolo": "otxlite.data.yolo_seg",
     "azureml": "otxlite.data.azureml",
+    "tfrecord": "otxlite.data.tf_object_detection",
 }
 DATUMARO_TO_FORMAT = {v: k for k, v in FORMATS.items() if not v.startswith("otxlite.")}
 # Datumaro detects some formats under a more general name (a VOC folder as voc, voc_detection, ...).
@@ -34,9 +36,11 @@ def _own_importers() -> dict[str, tuple[Callable[[Path], bool], Callable[[Path],
     """otxlite's importers: format name -> (detect(root), import(root) -> datumaro.Dataset)."""
     from otxlite.data.azureml import import_azureml_jsonl, is_azureml_jsonl
     from otxlite.data.cityscapes import import_cityscapes_instances, is_cityscapes_instances
+    from otxlite.data.tf_object_detection import import_tf_object_detection, is_tf_object_detection
     from otxlite.data.yolo_seg import import_yolo_segmentation, is_yolo_segmentation
 
     return {
+        "tfrecord": (is_tf_object_detection, import_tf_object_detection),
         "azureml": (is_azureml_jsonl, import_azureml_jsonl),
         "yolo": (is_yolo_segmentation, import_yolo_segmentation),
         "cityscapes": (is_cityscapes_instances, import_cityscapes_instances),

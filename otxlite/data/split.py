@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import random
+import re
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 VALIDATION_SUBSETS = ("val", "valid", "validation")
@@ -51,3 +53,19 @@ def pick_validation_subset(items: list[Any]) -> tuple[list[Any], list[Any]] | No
     if not any(is_val) or all(is_val):
         return None
     return [i for i, v in zip(items, is_val) if not v], [i for i, v in zip(items, is_val) if v]
+
+
+def subset_from_file_name(path: Path) -> str:
+    """Subset named by an annotation file's name (``train.jsonl``, ``coco_val.record-00000-of-00004``):
+    ``train``, ``val``, ``test`` or Datumaro's default."""
+    from datumaro.components.dataset_base import DEFAULT_SUBSET_NAME
+
+    stem = Path(path).stem.lower()
+    words = set(re.split(r"[^a-z0-9]+", stem))
+    if "train" in stem:
+        return "train"
+    if words & {"val", "valid", "validation"}:
+        return "val"
+    if "test" in words:
+        return "test"
+    return DEFAULT_SUBSET_NAME
