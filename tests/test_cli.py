@@ -17,8 +17,9 @@ HELP_BUDGET_S = 1.0  # DESIGN.md / issue 2: `otxlite --help` returns in under 1 
 LOAD_SLACK_S = 2.0  # extra allowance on a loaded test machine
 
 
-def otxlite(*args: str, cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    env = dict(os.environ, COLUMNS="200", TERM="dumb")
+def otxlite(*args: str, cwd: Path | None = None, timeout: float = 120, columns: str = "200"
+            ) -> subprocess.CompletedProcess:
+    env = dict(os.environ, COLUMNS=columns, TERM="dumb")
     env.pop("NO_COLOR", None)
     return subprocess.run([sys.executable, "-m", "otxlite.cli", *args], capture_output=True, text=True,
                           env=env, cwd=cwd, timeout=timeout)
@@ -78,16 +79,44 @@ def test_verb_help(verb):
     assert "Usage" in result.stdout
 
 
-def test_find_lists_all_templates_with_stats():
-    result = otxlite("find")
+@pytest.mark.parametrize("columns", ["200", "80"])
+def test_find_piped_prints_one_whole_line_per_template(columns):
+    result = otxlite("find", columns=columns)
     assert result.returncode == 0, result.stderr
     templates = list_templates()
     assert len(templates) == 8
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["name", "GFLOPs", "size", "MB", "input", "size", "id", "path"]
     for template in templates:
-        row = next((line for line in result.stdout.splitlines() if f" {template.name} " in line), None)
+        row = next((line.split() for line in lines if line.split()[0] == template.name), None)
         assert row is not None, (template.name, result.stdout)
-        assert template.model_template_id in row
-        assert f"{template.gigaflops:.1f}" in row and f"{template.size:.1f}" in row
+        input_size = "x".join(map(str, template.hyper_parameters["data"]["input_size"]))
+        assert row[1:] == [f"{template.gigaflops:.1f}", f"{template.size:.1f}", input_size,
+                           template.model_template_id, os.path.relpath(template.path)]
+
+
+# terminal width -> (a table is drawn, ids are shown): narrow drops the id and path columns; narrower
+# than the name and numbers, plain lines again.
+TERMINAL_LAYOUTS = {200: (True, True), 80: (True, False), 40: (False, True)}
+
+
+@pytest.mark.parametrize("width", list(TERMINAL_LAYOUTS))
+def test_find_on_a_terminal_keeps_names_whole(width):
+    from rich.console import Console
+
+    from otxlite.find import print_templates
+
+    console = Console(force_terminal=True, width=width, color_system=None, record=True)
+    print_templates(list_templates(), console)
+    lines = console.export_text().splitlines()
+    table, ids = TERMINAL_LAYOUTS[width]
+    assert not any("…" in line for line in lines)
+    assert any("┃ name" in line for line in lines) == table
+    if table:
+        assert max(len(line) for line in lines) <= width
+    for template in list_templates():
+        assert sum(template.name in line for line in lines) == 1, (template.name, lines)
+        assert any(template.model_template_id in line for line in lines) == ids
 
 
 def test_train_unknown_template(tmp_path):

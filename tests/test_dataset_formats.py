@@ -335,6 +335,28 @@ def test_yolo_undeclared_class_id(sample: Path, tmp_path: Path) -> None:
         prepare_training_data(root, None, tmp_path / "run")
 
 
+@pytest.mark.parametrize("width", [80, 40])
+def test_dataset_table_is_never_cut(width: int, reference) -> None:
+    """Labels are rows, so the table fits narrow terminals; a long label name folds instead of being cut."""
+    from dataclasses import replace
+
+    from rich.console import Console
+
+    from otxlite.data.report import dataset_table
+
+    long_name = "a_label_name_much_longer_than_the_terminal_is_wide_" * 2
+    data = replace(reference, labels=[*reference.labels, long_name])
+    console = Console(width=width, record=True)
+    console.print(dataset_table(data))
+    text = console.export_text()
+    assert "…" not in text and max(map(len, text.splitlines())) <= width
+    assert long_name in "".join(line.strip("│ ").split("│")[0].strip() for line in text.splitlines())
+    train, val = (reference.subsets[name].stats for name in ("train", "val"))
+    for label in reference.labels:
+        row = next(line for line in text.splitlines() if f"instances of {label} " in line)
+        assert [cell.strip() for cell in row.split("│")][2:4] == [str(train.instances[label]), str(val.instances[label])]
+
+
 # ---- split ----------------------------------------------------------------------------------------
 
 
