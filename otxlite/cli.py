@@ -14,7 +14,7 @@ from typing import Annotated, Optional
 import typer
 
 from otxlite import __version__
-from otxlite.console import console, err_console
+from otxlite.console import console, err_console, set_verbose
 from otxlite.data.formats import FORMATS
 from otxlite.errors import OtxliteError
 
@@ -30,7 +30,7 @@ app = typer.Typer(
 )
 
 Output = Annotated[Optional[Path], typer.Option("--output", "-o", help="Run folder (default: a new folder under otxlite-runs/).")]
-Verbose = Annotated[bool, typer.Option("--verbose", help="Show full tracebacks on errors.")]
+Verbose = Annotated[bool, typer.Option("--verbose", help="Show full tracebacks on errors, and the libraries' own log messages.")]
 DataFormat = Annotated[Optional[str], typer.Option("--data-format", help=f"Force a dataset format: {', '.join(FORMATS)} (default: detected).")]
 Device = Annotated[str, typer.Option("--device", help="cpu, cuda or auto.")]
 
@@ -226,6 +226,7 @@ def serve(
 def main() -> None:
     """Console entry point: user errors become one paragraph and a non-zero exit code."""
     verbose = "--verbose" in sys.argv
+    set_verbose(verbose)
     try:
         app(prog_name="otxlite")
     except OtxliteError as err:

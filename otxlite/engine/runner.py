@@ -1,4 +1,5 @@
-"""Building mmengine's Runner quietly: its INFO log goes to ``logs/``, the console shows only errors."""
+"""Building mmengine's Runner quietly: its INFO log goes to ``logs/``, the console shows only errors
+(everything with ``--verbose``)."""
 
 from __future__ import annotations
 
@@ -11,11 +12,22 @@ import warnings
 from typing import Any, Iterator
 
 from mmengine.config import Config
+from mmengine.runner import Runner
+
+from otxlite.console import is_verbose, prints_to_log
+
+
+class QuietRunner(Runner):
+    """mmengine's Runner, except that what it prints while loading ``load_from`` or resuming ("Loads checkpoint
+    by local backend from path: ...") goes to its logger like its other INFO messages."""
+
+    def load_or_resume(self) -> None:
+        with prints_to_log(self.logger):
+            super().load_or_resume()
 
 
 def build_runner(cfg: Config) -> Any:
-    """``Runner.from_cfg`` with its console handler moved to stdout at ERROR level."""
-    from mmengine.runner import Runner
+    """``QuietRunner.from_cfg`` with its console handler moved to stdout at ERROR level (INFO with --verbose)."""
     from mmengine.utils import import_modules_from_strings
 
     if cfg.get("custom_imports"):  # Config.fromfile would do this; configs built in memory need it done here
@@ -25,14 +37,14 @@ def build_runner(cfg: Config) -> Any:
     if cfg.get("launcher") == "pytorch":
         _init_distributed()
     with contextlib.redirect_stdout(io.StringIO()):  # the start-up dump (environment, config) stays in the log file
-        runner = Runner.from_cfg(cfg)
+        runner = QuietRunner.from_cfg(cfg)
     from mmengine.logging import MMLogger
 
     for logger in MMLogger._instance_dict.values():
         for handler in logger.handlers:
             if type(handler) is logging.StreamHandler:
                 handler.setStream(sys.stdout)
-                handler.setLevel(logging.ERROR)
+                handler.setLevel(logging.INFO if is_verbose() else logging.ERROR)
     return runner
 
 

@@ -24,6 +24,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from otxlite.console import is_verbose, prints_to_log
 from otxlite.errors import OtxliteError
 from otxlite.export.onnx_shim import torchscript_onnx_export
 
@@ -143,14 +144,18 @@ def export_onnx(weights: Path, config: Any, spec: ModelSpec, work_dir: Path) -> 
 
 @contextmanager
 def _quiet_openmmlab() -> Iterator[None]:
-    """Hide the tracer's warnings (about rewrites mmdeploy made on purpose) and mmengine's info/warning logs."""
+    """Hide the tracer's warnings (about rewrites mmdeploy made on purpose), mmengine's info/warning logs and
+    what it prints on loading the checkpoint, unless ``--verbose``."""
     from mmengine.logging import MMLogger
 
     logger = MMLogger.get_current_instance()
+    if is_verbose():
+        yield
+        return
     level = logger.level
     logger.setLevel(logging.ERROR)
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), prints_to_log(logger):
             warnings.simplefilter("ignore")
             yield
     finally:
