@@ -170,17 +170,20 @@ def _objects(example: _Example, size: tuple[int, int]) -> list[_Object]:
     lists["image/object/class/text"] = example.texts("image/object/class/text")
     lengths = {key: len(values) for key, values in lists.items() if len(values)}
     if len(set(lengths.values())) > 1:
-        raise example.fail("the object lists differ in length (" + ", ".join(f"{k}: {n}" for k, n in lengths.items())
-                           + ")")
+        found = ", ".join(f"{key}: {n}" for key, n in lengths.items())
+        raise example.fail(f"the object lists differ in length ({found})")
     count = next(iter(lengths.values()), 0)
+    has_boxes = all(key in lengths for key in BOX_KEYS)
+    if any(key in lengths for key in BOX_KEYS) and not has_boxes:
+        raise example.fail("boxes need all four of image/object/bbox/xmin, ymin, xmax and ymax")
     masks = _masks(example, count, size)
-    if masks is None and count and len(lists[BOX_KEYS[0]]) != count:
+    if masks is None and count and not has_boxes:
         raise example.fail("the objects have neither masks nor boxes")
     height, width = size
     objects = []
     for k in range(count):
         box = (0.0, 0.0, 0.0, 0.0)
-        if len(lists[BOX_KEYS[0]]):
+        if has_boxes:
             x0, y0, x1, y1 = (float(lists[key][k]) for key in BOX_KEYS)
             box = (x0 * width, y0 * height, (x1 - x0) * width, (y1 - y0) * height)
         labels, texts, crowd = (lists[f"image/object/{key}"] for key in ("class/label", "class/text", "is_crowd"))
@@ -223,8 +226,8 @@ def _label_names(records: list[_Record], label_map: dict[int, str] | None, root:
     for record in records:
         for obj in record.objects:
             if obj.text is None:
-                raise OtxliteError(f"{record.where}: an object has a class id but no 'image/object/class/text', and "
-                                   f"{root} has no label map. Put the label map (.pbtxt) beside the records.")
+                raise OtxliteError(f"{record.where}: an object has no 'image/object/class/text', and {root} has no "
+                                   "label map to name its class id. Put the label map (.pbtxt) beside the records.")
             first_id[obj.text] = min(first_id.get(obj.text, float("inf")), obj.class_id or float("inf"))
     return sorted(first_id, key=lambda name: (first_id[name], name))
 
