@@ -34,6 +34,12 @@ class Template:
     hyper_parameters: dict[str, Any] = field(default_factory=dict)
     gigaflops: float | None = None
     size: float | None = None
+    coco_checkpoint: str | None = None  # COCO-pretrained detector (URL or path) the training starts from
+
+    @property
+    def pretrained_start(self) -> str:
+        """What training starts from when pretrained weights can be had: ``COCO`` or ``ImageNet`` (backbone)."""
+        return "COCO" if self.coco_checkpoint else "ImageNet"
 
 
 def template_paths() -> list[Path]:
@@ -77,6 +83,7 @@ def load_template_file(path: Path) -> Template:
         hyper_parameters=raw["hyper_parameters"],
         gigaflops=raw.get("gigaflops"),
         size=raw.get("size"),
+        coco_checkpoint=raw.get("coco_checkpoint"),
     )
 
 
