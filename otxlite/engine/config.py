@@ -201,7 +201,7 @@ def build_runner_config(
         custom_hooks.append(dict(type="EMAHook", ema_type="ExpMomentumEMA", momentum=0.0002, update_buffers=True,
                                  priority=49))
     if learning.get("enable_early_stopping", False) and val_ann is not None:
-        custom_hooks.append(dict(type="LazyEarlyStoppingHook", monitor=MONITOR, rule="greater", min_delta=0.0,
+        custom_hooks.append(dict(type="LazyEarlyStoppingHook", monitor=MONITOR, rule="greater", min_delta=1e-4,
                                  patience=schedule.early_stop_patience, begin=schedule.lazy_begin))
     clip = float(learning.get("gradient_clip_norm", 0) or 0)
     distributed = world_size > 1
