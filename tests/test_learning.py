@@ -4,8 +4,6 @@ and a model trained on a real photo that detects in eval mode."""
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
-import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -16,8 +14,6 @@ from otxlite.engine.batchnorm import recompute_batchnorm_statistics, updating_ba
 from otxlite.engine.config import MIN_PATIENCE_ITERS, build_runner_config, training_schedule
 from otxlite.engine.pretrained import COCO, IMAGENET, RANDOM, choose_pretrained_start
 from otxlite.templates import apply_overrides, load_template
-
-REAL_PHOTOS = Path(__file__).resolve().parents[1] / "scripts" / "real_photos.py"
 
 
 class TinyDetector(torch.nn.Module):
@@ -158,32 +154,14 @@ def test_coco_start_loads_everything_but_the_class_layers(tmp_path: Path) -> Non
     assert state["roi_head.mask_head.conv_logits.weight"].shape[0] == 2
 
 
-@pytest.fixture(scope="module")
-def coins(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    pytest.importorskip("skimage")
-    spec = importlib.util.spec_from_file_location("real_photos", REAL_PHOTOS)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.make_real_photo_dataset("coins", tmp_path_factory.mktemp("coins"))
-
-
 @pytest.mark.slow
-def test_model_trained_on_a_real_photo_detects_in_eval_mode(coins: Path, tmp_path: Path) -> None:
+def test_model_trained_on_a_real_photo_detects_in_eval_mode(coins_run, coins_val: Path, tmp_path: Path) -> None:
     """From random weights, 30 iterations on a photo of coins (MaskRCNN-EfficientNetB2B, BN momentum 0.01):
     the saved model, in eval mode, finds the held-out coins. Without the BN statistics recomputed for the
     final weights it detects nothing at all (measured: 0 detections, mask mAP 0.000)."""
-    from otxlite.engine.train import train
     from otxlite.evaluate import evaluate
 
-    run = train("MaskRCNN-EfficientNetB2B", coins, output=tmp_path / "run", pretrained=False,
-                params=["learning_parameters.num_iters=30", "learning_parameters.batch_size=2",
-                        "learning_parameters.learning_rate_warmup_iters=5", "data.input_size=[256,256]",
-                        "learning_parameters.num_workers=0"])
-    held_out = tmp_path / "held_out"  # the validation tile alone
-    shutil.copytree(coins / "images" / "val", held_out / "images" / "val")
-    (held_out / "annotations").mkdir()
-    shutil.copy(coins / "annotations" / "instances_val.json", held_out / "annotations")
-    report, _ = evaluate(run.weights, held_out, tmp_path / "eval")
+    report, _ = evaluate(coins_run.weights, coins_val, tmp_path / "eval")
     assert report["num_images"] == 1
     assert report["mask_mAP_50"] >= 0.5, report
     assert report["f_measure"] >= 0.5, report
