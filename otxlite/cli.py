@@ -257,6 +257,14 @@ def main() -> None:
     except KeyboardInterrupt:
         err_console.print("Interrupted.")
         sys.exit(130)
+    except Exception as err:  # anything else is otxlite's fault, not the user's
+        if verbose:
+            traceback.print_exc()
+        err_console.print(f"[bold red]Error:[/] {type(err).__name__}: {err}. This is a bug in otxlite, not a problem "
+                          "with your input: please report it to otxlite's maintainers with the command you ran and "
+                          "its output with --verbose (which adds the traceback).",
+                          soft_wrap=True)
+        sys.exit(3)
 
 
 if __name__ == "__main__":

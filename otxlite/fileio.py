@@ -9,6 +9,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+from otxlite.errors import OtxliteError
+
 
 def _umask() -> int:
     mask = os.umask(0)
@@ -20,16 +22,26 @@ def _umask() -> int:
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` if the block succeeds."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    except OSError as err:
+        raise _cannot_write(path, err) from err
     os.close(fd)
     try:
         yield Path(tmp)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
         os.replace(tmp, path)
+    except OSError as err:  # disk full, quota, permissions: the final name keeps its old content (or stays absent)
+        raise _cannot_write(path, err) from err
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _cannot_write(path: Path, err: OSError) -> OtxliteError:
+    return OtxliteError(f"Cannot write {path}: {err.strerror or err}. Nothing half-written was left under that name; "
+                        "free some disk space or choose another output folder (-o), then run again.")
 
 
 def write_text_atomic(path: Path, text: str) -> Path:

@@ -18,6 +18,7 @@ from typing import Any
 from mmengine.config import Config
 
 from otxlite.engine.pretrained import COCO, IMAGENET, RANDOM
+from otxlite.errors import OtxliteError
 from otxlite.templates import Template
 
 MONITOR = "coco/mask_mAP"  # validation metric that drives LR plateau, early stopping and the best checkpoint
@@ -108,6 +109,74 @@ def apply_pretrained_start(model: dict[str, Any], start: str, coco_checkpoint: s
         drop_pretrained(model)
     if start == COCO:
         model["init_cfg"] = dict(type="Pretrained", checkpoint=coco_checkpoint)
+
+
+def _types(node: Any) -> list[str]:
+    """Every string ``type`` in a nested config (the registry names it asks for)."""
+    if isinstance(node, dict):
+        own = [node["type"]] if isinstance(node.get("type"), str) else []
+        return own + [t for value in node.values() for t in _types(value)]
+    if isinstance(node, list):
+        return [t for value in node for t in _types(value)]
+    return []
+
+
+def check_model_config(template: Template) -> None:
+    """Load the template's model config and check what MMDetection would only find out later: Python syntax
+    (file and line), ``_base_`` files, custom imports, registered types (with the closest names), and a
+    ``num_classes`` otxlite can set. Raises ``OtxliteError`` with one paragraph."""
+    import difflib
+
+    path = template.model_config
+    try:
+        source = Config.fromfile(str(path))
+    except SyntaxError as err:
+        where = err.filename if err.filename and not err.filename.startswith("<") else path
+        raise OtxliteError(f"Model config {where}, line {err.lineno}: Python syntax error ({err.msg}). "
+                           f"Fix that file (template {template.path}).") from err
+    except FileNotFoundError as err:
+        raise OtxliteError(f"Model config {path}: a file it builds on does not exist ({err}). Check its `_base_` "
+                           "paths (relative to the config, or `mmdet::...` for MMDetection's own).") from err
+    except Exception as err:  # mmengine raises several types for configs it cannot evaluate
+        raise OtxliteError(f"Model config {path} cannot be loaded ({type(err).__name__}: {err}).") from err
+    if not isinstance(source.get("model"), dict):
+        raise OtxliteError(f"Model config {path} defines no `model` dict; otxlite needs MMDetection's model definition.")
+    model = source.model.to_dict()
+    imports = list(source.get("custom_imports", {}).get("imports", []))
+    from mmengine.utils import import_modules_from_strings
+
+    try:
+        import_modules_from_strings(imports)
+    except ImportError as err:
+        raise OtxliteError(f"Model config {path}: custom_imports {imports} cannot be imported ({err}).") from err
+    import mmcv.ops
+    from mmdet.registry import MODELS, TASK_UTILS
+    from mmdet.utils import register_all_modules
+    from mmengine.registry import WEIGHT_INITIALIZERS
+
+    register_all_modules(init_default_scope=False)
+    registries = (MODELS, TASK_UTILS, WEIGHT_INITIALIZERS)
+    known = {name for registry in registries for r in (registry, registry.parent) if r for name in r.module_dict}
+    for name in _types(model):
+        if name not in known and not hasattr(mmcv.ops, name):
+            close = difflib.get_close_matches(name, sorted(known), n=3, cutoff=0.6)
+            hint = f" Did you mean {' or '.join(close)}?" if close else ""
+            raise OtxliteError(f"Model config {path}: type '{name}' is not registered in MMDetection, mmengine or mmcv."
+                               f"{hint} Fix the `type` (a typo?) or add the module that registers it to custom_imports.")
+    probe = copy.deepcopy(model)
+    marker = -12345
+    set_num_classes(probe, marker)
+    if marker not in [v for v in _leaves(probe)]:
+        raise OtxliteError(f"Model config {path}: no `num_classes` anywhere in `model`, so otxlite cannot set the number "
+                           "of classes of your dataset. Use a head that takes `num_classes`.")
+
+
+def _leaves(node: Any) -> list[Any]:
+    if isinstance(node, dict):
+        return [leaf for value in node.values() for leaf in _leaves(value)]
+    if isinstance(node, list):
+        return [leaf for value in node for leaf in _leaves(value)]
+    return [node]
 
 
 def load_model_config(template: Template, num_classes: int) -> tuple[dict[str, Any], list[str]]:

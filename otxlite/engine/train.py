@@ -66,6 +66,9 @@ def train(
         raise OtxliteError(f"--resume-from {resume_from}: the file does not exist. Give the models/last.pth of the run.")
     if output is None and resume_from is not None:
         output = Path(resume_from).resolve().parent.parent
+    from otxlite.engine.config import check_model_config
+
+    check_model_config(chosen)
     run_dir = run_folder(output, "train")
     models_dir = run_dir / "models"
     console.print(f"Template [bold]{chosen.name}[/] ({chosen.path}); run folder [bold]{run_dir}[/]")
