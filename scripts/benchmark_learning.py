@@ -37,6 +37,7 @@ import csv
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -223,6 +224,7 @@ def main() -> None:
         val_interval = training_schedule(learning, len(train["images"])).val_interval
         row = results["sets"][name] = {"epochs": epochs, "batch": batch, "size": size, "val_interval": val_interval}
         runs = args.data / "runs" / name
+        shutil.rmtree(runs, ignore_errors=True)
         print(f"{name}: otxlite ...", flush=True)
         row["otxlite"] = otxlite_run(args.template, data, runs / "otxlite", epochs, batch, size)
         write_json_atomic(args.output, results)
