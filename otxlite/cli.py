@@ -62,19 +62,19 @@ def root(
 
 @app.command()
 def find(verbose: Verbose = False) -> None:
-    """List the model templates: id, name, GFLOPs, size and path."""
+    """List the model templates: id, name, GFLOPs, size, pretrained start and path."""
     from rich.table import Table
 
     from otxlite.templates import list_templates
 
     table = Table(title="otxlite templates (GFLOPs and size at the template's input size)")
-    for column in ("id", "name", "GFLOPs", "size MB", "input size", "path"):
+    for column in ("id", "name", "GFLOPs", "size MB", "input size", "start", "path"):
         table.add_column(column, justify="right" if column in ("GFLOPs", "size MB") else "left", overflow="fold")
     for t in list_templates():
         size = t.hyper_parameters.get("data", {}).get("input_size")
         table.add_row(t.model_template_id, t.name, f"{t.gigaflops:.1f}" if t.gigaflops else "-",
                       f"{t.size:.1f}" if t.size else "-", "x".join(map(str, size)) if size else "-",
-                      os.path.relpath(t.path))
+                      t.pretrained_start, os.path.relpath(t.path))
     console.print(table)
 
 

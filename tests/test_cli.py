@@ -88,6 +88,8 @@ def test_find_lists_all_templates_with_stats():
         assert row is not None, (template.name, result.stdout)
         assert template.model_template_id in row
         assert f"{template.gigaflops:.1f}" in row and f"{template.size:.1f}" in row
+        assert (" COCO " in row) == (template.name in ("MaskRCNN-ResNet50", "MaskRCNN-ResNet101", "MaskRCNN-ConvNeXt",
+                                                       "SOLOv2")), row
 
 
 def test_train_unknown_template(tmp_path):
