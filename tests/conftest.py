@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -53,6 +54,7 @@ def coins(tmp_path_factory: pytest.TempPathFactory) -> Path:
     script = Path(__file__).resolve().parents[1] / "scripts" / "real_photos.py"
     spec = importlib.util.spec_from_file_location("real_photos", script)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclass looks its module up there
     spec.loader.exec_module(module)
     return module.make_real_photo_dataset("coins", tmp_path_factory.mktemp("coins"))
 
