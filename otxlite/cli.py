@@ -5,6 +5,7 @@ Heavy libraries (torch, mmdet, openvino) are imported inside the verbs, so ``otx
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import traceback
@@ -247,6 +248,8 @@ def serve(
 def main() -> None:
     """Console entry point: user errors become one paragraph and a non-zero exit code."""
     verbose = "--verbose" in sys.argv
+    if not verbose:  # torch warns on every CPU-only machine when NNCF loads its extensions
+        logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     try:
         app(prog_name="otxlite")
     except OtxliteError as err:
