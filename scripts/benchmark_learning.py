@@ -194,9 +194,12 @@ def table(results: dict[str, Any]) -> str:
         if "plain" not in row or "otxlite" not in row:
             continue
         otx, plain = row["otxlite"], row["plain"]
-        ratio = otx["mask_mAP"] / plain["mask_mAP"] if plain["mask_mAP"] > 0 else float("inf")
+        if plain["mask_mAP"] > 0:
+            ratio = f"{otx['mask_mAP'] / plain['mask_mAP']:.2f}"
+        else:
+            ratio = "both 0" if otx["mask_mAP"] == 0 else "plain 0"
         lines.append(f"| {name} | {row['epochs']} x {row['batch']}, {row['size']} px | {otx['mask_mAP']:.3f} "
-                     f"({otx['epochs_run']}) | {plain['mask_mAP']:.3f} ({plain['last_mask_mAP']:.3f}) | {ratio:.2f} |")
+                     f"({otx['epochs_run']}) | {plain['mask_mAP']:.3f} ({plain['last_mask_mAP']:.3f}) | {ratio} |")
     return "\n".join(lines)
 
 
