@@ -68,15 +68,20 @@ def find(verbose: Verbose = False) -> None:
 
     from otxlite.templates import list_templates
 
+    wide = console.width >= 160  # the long id and path columns only where they fit: names never wrap
     table = Table(title="otxlite templates (GFLOPs and size at the template's input size)")
-    for column in ("id", "name", "GFLOPs", "size MB", "input size", "start", "path"):
-        table.add_column(column, justify="right" if column in ("GFLOPs", "size MB") else "left", overflow="fold")
+    columns = ["name", "GFLOPs", "size MB", "input size", "start"] + (["id", "path"] if wide else [])
+    for column in columns:
+        table.add_column(column, justify="right" if column in ("GFLOPs", "size MB") else "left",
+                         no_wrap=column == "name", overflow="fold")
     for t in list_templates():
         size = t.hyper_parameters.get("data", {}).get("input_size")
-        table.add_row(t.model_template_id, t.name, f"{t.gigaflops:.1f}" if t.gigaflops else "-",
-                      f"{t.size:.1f}" if t.size else "-", "x".join(map(str, size)) if size else "-",
-                      t.pretrained_start, os.path.relpath(t.path))
+        row = [t.name, f"{t.gigaflops:.1f}" if t.gigaflops else "-", f"{t.size:.1f}" if t.size else "-",
+               "x".join(map(str, size)) if size else "-", t.pretrained_start]
+        table.add_row(*row, *([t.model_template_id, os.path.relpath(t.path)] if wide else []))
     console.print(table)
+    if not wide:
+        console.print("(ids and paths at 160+ columns: COLUMNS=200 otxlite find)")
 
 
 @app.command()

@@ -78,6 +78,15 @@ def test_verb_help(verb):
     assert "Usage" in result.stdout
 
 
+def test_find_keeps_names_whole_when_piped_at_80_columns():
+    result = subprocess.run([sys.executable, "-m", "otxlite.cli", "find"], capture_output=True, text=True,
+                            env={**os.environ, "COLUMNS": "80"})
+    assert result.returncode == 0
+    assert max(len(line) for line in result.stdout.splitlines()) <= 80
+    for template in list_templates():
+        assert any(f" {template.name} " in line for line in result.stdout.splitlines()), template.name
+
+
 def test_find_lists_all_templates_with_stats():
     result = otxlite("find")
     assert result.returncode == 0, result.stderr
