@@ -54,3 +54,23 @@ def write_text_atomic(path: Path, text: str) -> Path:
 def write_json_atomic(path: Path, data: Any, indent: int | None = 2) -> Path:
     """Write ``data`` as JSON to ``path`` atomically."""
     return write_text_atomic(path, json.dumps(data, indent=indent))
+
+
+def save_ir_atomic(model: Any, xml: Path, compress_to_fp16: bool = False) -> Path:
+    """Save an OpenVINO IR pair so that neither file is ever half-written at its final name (the .bin is
+    renamed first: an ``openvino.xml`` on disk always has its weights beside it)."""
+    import openvino as ov
+
+    xml = Path(xml)
+    tmp = xml.with_name(f".{xml.stem}.tmp.xml")
+    try:
+        ov.save_model(model, str(tmp), compress_to_fp16=compress_to_fp16)
+        os.replace(tmp.with_suffix(".bin"), xml.with_suffix(".bin"))
+        os.replace(tmp, xml)
+    except (OSError, RuntimeError) as err:  # OpenVINO reports a failed write as RuntimeError
+        raise _cannot_write(xml, err if isinstance(err, OSError) else OSError(str(err))) from err
+    finally:
+        for leftover in (tmp, tmp.with_suffix(".bin")):
+            if leftover.exists():
+                leftover.unlink()
+    return xml

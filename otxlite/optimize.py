@@ -23,7 +23,7 @@ import numpy as np
 from otxlite.accuracy_control import BoundResult, quantize_within_bound
 from otxlite.console import console, err_console
 from otxlite.errors import OtxliteError
-from otxlite.fileio import write_json_atomic
+from otxlite.fileio import save_ir_atomic, write_json_atomic
 from otxlite.model_files import openvino_model
 from otxlite.runs import run_folder
 
@@ -155,7 +155,7 @@ def optimize(load_weights: Path, train_root: Path, val_root: Path | None = None,
     for key, value in info.items():
         quantized.set_rt_info(value, ["otxlite", "optimization", key])
     quantized.set_rt_info("INT8", ["otxlite", "precision"])
-    xml = _save_model(quantized, run_dir / "openvino.xml")
+    xml = save_ir_atomic(quantized, run_dir / "openvino.xml")
     if (fp32_xml.parent / "label_schema.json").is_file() and fp32_xml.parent != run_dir:
         shutil.copy(fp32_xml.parent / "label_schema.json", run_dir / "label_schema.json")
     if val_root is None:
@@ -229,17 +229,6 @@ def compress_float_weights(model: Any, min_size: int = 1024) -> int:
             target.replace_source_output(half.output(0))
         count += 1
     return count
-
-
-def _save_model(model: Any, xml: Path) -> Path:
-    """Save an IR pair so that neither file is ever half-written at its final name."""
-    import openvino as ov
-
-    tmp = xml.with_name(f".{xml.stem}.tmp.xml")
-    ov.save_model(model, str(tmp), compress_to_fp16=False)
-    tmp.with_suffix(".bin").replace(xml.with_suffix(".bin"))
-    tmp.replace(xml)
-    return xml
 
 
 def _compare(fp32_xml: Path, int8_xml: Path, val_root: Path, run_dir: Path, data_format: str | None,

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from otxlite.errors import OtxliteError
 from otxlite.fileio import write_text_atomic
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "templates" / "instance_segmentation" / "maskrcnn_resnet18.yaml"
@@ -132,3 +131,20 @@ def _alive(pid: int) -> bool:
     except (FileNotFoundError, ProcessLookupError):
         return False
     return state != "Z"
+
+
+def test_ir_that_cannot_be_written_names_its_path(tmp_path: Path) -> None:
+    import numpy as np
+    import openvino as ov
+    import openvino.opset13 as ops
+
+    from otxlite.errors import OtxliteError
+    from otxlite.fileio import save_ir_atomic
+
+    x = ops.parameter([1, 3], np.float32)
+    model = ov.Model([ops.result(ops.relu(x))], [x], "tiny")
+    (tmp_path / "not_a_folder").write_text("")
+    with pytest.raises(OtxliteError, match="Cannot write .*not_a_folder/openvino.xml"):
+        save_ir_atomic(model, tmp_path / "not_a_folder" / "openvino.xml")
+    assert save_ir_atomic(model, tmp_path / "openvino.xml").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["not_a_folder", "openvino.bin", "openvino.xml"]
