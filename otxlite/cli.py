@@ -152,7 +152,8 @@ def optimize(
     output: Output = None,
     subset_size: Annotated[int, typer.Option("--subset-size", min=1, help="Number of calibration images.")] = 300,
     preset: Annotated[str, typer.Option("--preset", help="performance (symmetric) or mixed (asymmetric activations).")] = "mixed",
-    max_accuracy_drop: Annotated[Optional[float], typer.Option("--max-accuracy-drop", min=0.0, help="With --val-data-roots: keep INT8 mask mAP within this absolute drop (NNCF accuracy control), e.g. 0.01.")] = None,
+    max_accuracy_drop: Annotated[float, typer.Option("--max-accuracy-drop", min=0.0, help="With --val-data-roots: the INT8 model's mask mAP (measured as `otxlite eval` does) stays within this absolute drop of the FP32 IR's; layers go back to FP32 until it does.")] = 0.01,
+    accept_accuracy_drop: Annotated[bool, typer.Option("--accept-accuracy-drop", help="Save the INT8 model even if the bound cannot be met (default: save nothing, exit non-zero).")] = False,
     data_format: DataFormat = None,
     verbose: Verbose = False,
 ) -> None:
@@ -166,15 +167,27 @@ def optimize(
     from otxlite.summary import print_summary
 
     result = run_optimization(load_weights, train_data_roots, val_data_roots, output, subset_size, preset,
-                              max_accuracy_drop, data_format)
+                              max_accuracy_drop, data_format, accept_accuracy_drop)
     if result.comparison:
+        rows = result.comparison
         table = Table(title="FP32 vs INT8")
         for column in ("model", "mask mAP", "bbox mAP", ".bin MB", "latency ms"):
             table.add_column(column, justify="left" if column == "model" else "right")
-        for name, row in result.comparison.items():
+        for name in ("FP32", "INT8"):
+            row = rows[name]
             table.add_row(name, f"{row['mask_mAP']:.4f}", f"{row['bbox_mAP']:.4f}", f"{row['bin_MB']:.1f}",
                           f"{row['latency_ms']:.1f}")
         console.print(table)
+        classes = Table(title="mask mAP per class")
+        for column in ("class", "FP32", "INT8", "change"):
+            classes.add_column(column, justify="left" if column == "class" else "right")
+        for label, pair in rows["per_class_mask_mAP"].items():
+            classes.add_row(label, f"{pair['FP32']:.4f}", f"{pair['INT8']:.4f}", f"{pair['INT8'] - pair['FP32']:+.4f}")
+        console.print(classes)
+        if "fp32_layers" in rows:
+            kept = ", ".join(rows["fp32_groups"]) or "none"
+            console.print(f"Layers kept in FP32 for the accuracy bound: {rows['fp32_layers']} ({kept}); "
+                          f"speed-up {rows['FP32']['latency_ms'] / rows['INT8']['latency_ms']:.2f}x")
     print_summary("Optimization finished", None, {"model": result.xml, "weights": result.xml.with_suffix(".bin"),
                                                    "performance": result.xml.parent / "performance.json"})
 
@@ -237,6 +250,14 @@ def main() -> None:
     except KeyboardInterrupt:
         err_console.print("Interrupted.")
         sys.exit(130)
+    except Exception as err:  # anything else is otxlite's fault, not the user's
+        if verbose:
+            traceback.print_exc()
+        err_console.print(f"[bold red]Error:[/] {type(err).__name__}: {err}. This is a bug in otxlite, not a problem "
+                          "with your input: please report it to otxlite's maintainers with the command you ran and "
+                          "its output with --verbose (which adds the traceback).",
+                          soft_wrap=True)
+        sys.exit(3)
 
 
 if __name__ == "__main__":

@@ -11,24 +11,30 @@ from otxlite.model_files import ModelKind, model_kind
 from otxlite.runs import run_folder
 
 
-def evaluate_ir(xml: Path, test_root: Path, run_dir: Path, data_format: str | None = None
+def evaluate_ir(xml: Path | Any, test_root: Path, run_dir: Path, data_format: str | None = None
                 ) -> tuple[dict[str, Any], float]:
-    """COCO metrics of an exported IR on ``test_root`` (OpenVINO only), and its confidence threshold."""
+    """COCO metrics of an IR (a file, or an ``openvino.Model`` in memory) on ``test_root`` (OpenVINO only),
+    and its confidence threshold."""
+    from otxlite.data.prepare import prepare_eval_data
+    from otxlite.inference.predictor import Predictor
+
+    predictor = Predictor(xml, hint="THROUGHPUT")
+    subset = prepare_eval_data(test_root, predictor.metadata.labels, run_dir / "data", data_format)
+    return evaluate_predictor(predictor, subset.ann_file), predictor.metadata.confidence_threshold
+
+
+def evaluate_predictor(predictor: Any, ann_file: Path, show_progress: bool = True) -> dict[str, Any]:
+    """COCO metrics of a compiled IR on the images of an otxlite COCO file (absolute image paths)."""
     import json
 
     from rich.progress import Progress
 
     from otxlite.console import console
-    from otxlite.data.prepare import prepare_eval_data
     from otxlite.errors import OtxliteError
     from otxlite.evaluation import ImagePrediction, encode_masks, evaluate_predictions
     from otxlite.inference.images import read_image
-    from otxlite.inference.predictor import Predictor
 
-    predictor = Predictor(xml, hint="THROUGHPUT")
-    labels = predictor.metadata.labels
-    subset = prepare_eval_data(test_root, labels, run_dir / "data", data_format)
-    images = json.loads(subset.ann_file.read_text())["images"]
+    images = json.loads(Path(ann_file).read_text())["images"]
     results: list[ImagePrediction] = []
 
     def readable() -> Any:
@@ -38,7 +44,7 @@ def evaluate_ir(xml: Path, test_root: Path, run_dir: Path, data_format: str | No
                 raise OtxliteError(f"The image {info['file_name']} cannot be decoded.")
             yield info["id"], image
 
-    with Progress(console=console) as progress:
+    with Progress(console=console, disable=not show_progress, transient=True) as progress:
         task = progress.add_task("evaluating", total=len(images))
 
         def on_result(image_id: int, prediction: Any) -> None:
@@ -47,7 +53,7 @@ def evaluate_ir(xml: Path, test_root: Path, run_dir: Path, data_format: str | No
             progress.advance(task)
 
         predictor.predict_async(readable(), on_result)
-    return evaluate_predictions(subset.ann_file, results, labels), predictor.metadata.confidence_threshold
+    return evaluate_predictions(ann_file, results, predictor.metadata.labels)
 
 
 def evaluate(load_weights: Path, test_root: Path, output: Path | None = None,

@@ -1,8 +1,8 @@
-"""``otxlite find``: the templates as a table on a terminal, as plain lines when piped.
+"""``otxlite find``: the templates as a table that fits the width (``COLUMNS``, 80 when piped).
 
-Names are never wrapped or cut: on a narrow terminal the long id and path columns go first (the caption
-says so), and where even that does not fit, or stdout is not a terminal (``otxlite find | grep ...``),
-every template is one plain line with all its columns.
+Names are never wrapped or cut, so ``otxlite find | grep EfficientNet`` finds the row: where the table is
+too wide, the long id and path columns go first (the caption says so), and where even the rest does not
+fit, every template is one plain line with all its columns.
 """
 
 from __future__ import annotations
@@ -15,19 +15,20 @@ from rich.table import Table
 
 from otxlite.console import console as default_console
 
-COLUMNS = ("name", "GFLOPs", "size MB", "input size", "id", "path")
+COLUMNS = ("name", "GFLOPs", "size MB", "input size", "start", "id", "path")
 NARROW_DROPS = ("id", "path")  # left out, in this order, while the table is wider than the terminal
 _RIGHT_ALIGNED = ("GFLOPs", "size MB")
 _TITLE = "Templates: GFLOPs and size at the input size"
 
 
 def template_rows(templates: list[Any]) -> list[tuple[str, ...]]:
-    """One row of ``COLUMNS`` per template."""
+    """One row of ``COLUMNS`` per template (start: COCO or ImageNet pretrained weights)."""
     rows = []
     for t in templates:
         size = t.hyper_parameters.get("data", {}).get("input_size")
         rows.append((t.name, f"{t.gigaflops:.1f}" if t.gigaflops else "-", f"{t.size:.1f}" if t.size else "-",
-                     "x".join(map(str, size)) if size else "-", t.model_template_id, os.path.relpath(t.path)))
+                     "x".join(map(str, size)) if size else "-", t.pretrained_start, t.model_template_id,
+                     os.path.relpath(t.path)))
     return rows
 
 
@@ -43,7 +44,7 @@ def template_table(rows: list[tuple[str, ...]], console: Console) -> Table | Non
     for dropped in range(len(NARROW_DROPS) + 1):
         hidden = NARROW_DROPS[:dropped]
         kept = [i for i, name in enumerate(COLUMNS) if name not in hidden]
-        caption = f"{' and '.join(hidden)} hidden: see otxlite find | cat" if hidden else None
+        caption = f"{' and '.join(hidden)} hidden: COLUMNS=200 otxlite find" if hidden else None
         table = Table(title=_TITLE, caption=caption)
         for i in kept:
             table.add_column(COLUMNS[i], justify="right" if COLUMNS[i] in _RIGHT_ALIGNED else "left", no_wrap=True)
@@ -55,9 +56,9 @@ def template_table(rows: list[tuple[str, ...]], console: Console) -> Table | Non
 
 
 def print_templates(templates: list[Any], console: Console = default_console) -> None:
-    """Print the templates: a table on a terminal where one fits, else one plain line per template."""
+    """Print the templates: a table where one fits the console's width, else one plain line per template."""
     rows = template_rows(templates)
-    table = template_table(rows, console) if console.is_terminal else None
+    table = template_table(rows, console)
     if table is not None:
         console.print(table)
         return

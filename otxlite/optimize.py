@@ -20,15 +20,17 @@ from typing import Any
 
 import numpy as np
 
+from otxlite.accuracy_control import BoundResult, quantize_within_bound
 from otxlite.console import console, err_console
 from otxlite.errors import OtxliteError
-from otxlite.fileio import write_json_atomic
+from otxlite.fileio import save_ir_atomic, write_json_atomic
 from otxlite.model_files import openvino_model
 from otxlite.runs import run_folder
 
 QUANTIZED_SCOPES = ("/backbone/", "/neck/", "/rpn_head/rpn_conv", "/bbox_head/shared_fcs", "/mask_head/convs",
                     "/mask_head/mask_feature_head", "/mask_head/cls_convs", "/mask_head/kernel_convs")
 QUANTIZED_TYPES = {"Convolution", "GroupConvolution", "MatMul"}
+MIN_VALIDATION_IMAGES, MIN_VALIDATION_INSTANCES = 20, 50  # fewer: the accuracy bound is mostly noise
 
 
 @dataclass
@@ -97,30 +99,15 @@ def median_latency_ms(xml: Path, image: np.ndarray, runs: int = 10) -> float:
     return float(np.median(times))
 
 
-def _validation_fn(metadata: Any, ann_file: Path, labels: list[str]) -> Any:
-    """NNCF validation function: mask mAP of a compiled model on (image_id, image) items."""
-    from otxlite.evaluation import ImagePrediction, encode_masks, evaluate_predictions
-    from otxlite.inference.predictor import decode_outputs, preprocess
-
-    def validate(compiled: Any, items: Any) -> float:
-        request = compiled.create_infer_request()
-        dtype = compiled.input(0).get_element_type().to_dtype()
-        results = []
-        for image_id, image in items:
-            request.infer({0: preprocess(image, metadata.input_size, dtype)})
-            outputs = {name: request.get_tensor(compiled.output(name)).data.copy()
-                       for name in ("boxes", "labels", "masks")}
-            pred = decode_outputs(outputs, metadata, *image.shape[:2])
-            results.append(ImagePrediction(image_id, pred.boxes, pred.scores, pred.labels, encode_masks(pred.masks)))
-        return float(evaluate_predictions(ann_file, results, labels)["mask_mAP"])
-
-    return validate
-
-
 def optimize(load_weights: Path, train_root: Path, val_root: Path | None = None, output: Path | None = None,
-             subset_size: int = 300, preset: str = "mixed", max_accuracy_drop: float | None = None,
-             data_format: str | None = None) -> OptimizeResult:
-    """Quantize an IR (or export a ``weights.pth`` first) to INT8 with NNCF; see the module docstring."""
+             subset_size: int = 300, preset: str = "mixed", max_accuracy_drop: float | None = 0.01,
+             data_format: str | None = None, accept_accuracy_drop: bool = False) -> OptimizeResult:
+    """Quantize an IR (or export a ``weights.pth`` first) to INT8 with NNCF; see the module docstring.
+
+    With ``val_root`` and ``max_accuracy_drop``, the saved model's mask mAP (measured as ``otxlite eval``
+    measures it) is kept within ``max_accuracy_drop`` of the FP32 IR's by putting layer groups back into
+    FP32 (``otxlite.accuracy_control``); if even that fails, nothing is saved unless ``accept_accuracy_drop``.
+    """
     import nncf
     import openvino as ov
 
@@ -149,41 +136,73 @@ def optimize(load_weights: Path, train_root: Path, val_root: Path | None = None,
         return preprocess(image, metadata.input_size, dtype)
 
     calibration = nncf.Dataset(paths, calibration_tensor)
-    options = dict(preset=nncf.QuantizationPreset(preset), subset_size=len(paths), ignored_scope=ignored_scope(model))
-    validation = None
-    if val_root is not None:
-        from otxlite.data.prepare import prepare_eval_data
-
-        validation = prepare_eval_data(Path(val_root), metadata.labels, run_dir / "data", data_format,
-                                       option="--val-data-roots")
-    if max_accuracy_drop is not None and validation is not None:
-        import json
-
-        images = json.loads(validation.ann_file.read_text())["images"]
-        items = [(info["id"], read_image(Path(info["file_name"]))) for info in images]
-        quantized = nncf.quantize_with_accuracy_control(
-            model, calibration, nncf.Dataset(items), _validation_fn(metadata, validation.ann_file, metadata.labels),
-            max_drop=max_accuracy_drop, drop_type=nncf.DropType.ABSOLUTE, **options)
-        method = f"nncf.quantize_with_accuracy_control (max drop {max_accuracy_drop})"
+    quantized = nncf.quantize(model, calibration, preset=nncf.QuantizationPreset(preset), subset_size=len(paths),
+                              ignored_scope=ignored_scope(model))
+    bound = None
+    if val_root is not None and max_accuracy_drop is not None:
+        bound = _keep_within_bound(quantized, model, Path(val_root), run_dir, data_format, metadata.labels,
+                                   max_accuracy_drop, accept_accuracy_drop)
+        quantized = bound.model
     else:
-        if max_accuracy_drop is not None:
-            err_console.print("[yellow]Note:[/] --max-accuracy-drop needs --val-data-roots; quantizing without "
-                              "accuracy control.")
-        quantized = nncf.quantize(model, calibration, **options)
-        method = "nncf.quantize"
-    compress_float_weights(quantized)
-    quantized.set_rt_info(method, ["otxlite", "optimization", "method"])
-    quantized.set_rt_info(preset, ["otxlite", "optimization", "preset"])
-    quantized.set_rt_info(str(len(paths)), ["otxlite", "optimization", "subset_size"])
-    quantized.set_rt_info(nncf.__version__, ["otxlite", "optimization", "nncf_version"])
+        if max_accuracy_drop is not None and val_root is None:
+            err_console.print("[yellow]Note:[/] no --val-data-roots: the INT8 model's accuracy is not checked.")
+        _finalize(quantized)
+    method = "nncf.quantize" + (f" + otxlite accuracy control (max drop {max_accuracy_drop})" if bound else "")
+    info = {"method": method, "preset": preset, "subset_size": str(len(paths)), "nncf_version": nncf.__version__}
+    if bound is not None:
+        info |= {"max_accuracy_drop": str(max_accuracy_drop), "measured_drop": f"{bound.drop:.4f}",
+                 "fp32_layers": str(bound.fp32_layers), "fp32_groups": " ".join(bound.fp32_groups)}
+    for key, value in info.items():
+        quantized.set_rt_info(value, ["otxlite", "optimization", key])
     quantized.set_rt_info("INT8", ["otxlite", "precision"])
-    xml = _save_model(quantized, run_dir / "openvino.xml")
+    xml = save_ir_atomic(quantized, run_dir / "openvino.xml")
     if (fp32_xml.parent / "label_schema.json").is_file() and fp32_xml.parent != run_dir:
         shutil.copy(fp32_xml.parent / "label_schema.json", run_dir / "label_schema.json")
-    if validation is None:
+    if val_root is None:
         return OptimizeResult(xml, None, None)
     sample_image = read_image(paths[0])
-    return OptimizeResult(xml, *_compare(fp32_xml, xml, Path(val_root), run_dir, data_format, sample_image))
+    extra = {"fp32_layers": bound.fp32_layers, "fp32_groups": bound.fp32_groups} if bound else {}
+    return OptimizeResult(xml, *_compare(fp32_xml, xml, Path(val_root), run_dir, data_format, sample_image, extra))
+
+
+def _finalize(model: Any) -> Any:
+    """What happens to a quantized model before it is saved (scored candidates must be the saved model)."""
+    compress_float_weights(model)
+    return model
+
+
+def _keep_within_bound(quantized: Any, fp32: Any, val_root: Path, run_dir: Path, data_format: str | None,
+                       labels: list[str], max_drop: float, accept: bool) -> BoundResult:
+    """Run the accuracy control of ``otxlite.accuracy_control`` on the validation set."""
+    import json
+
+    from otxlite.data.prepare import prepare_eval_data
+    from otxlite.evaluate import evaluate_predictor
+    from otxlite.inference.predictor import Predictor
+
+    validation = prepare_eval_data(val_root, labels, run_dir / "data", data_format, option="--val-data-roots")
+    coco = json.loads(validation.ann_file.read_text())
+    images, instances = len(coco["images"]), sum(not a.get("iscrowd") for a in coco["annotations"])
+    if images < MIN_VALIDATION_IMAGES or instances < MIN_VALIDATION_INSTANCES:
+        err_console.print(f"[yellow]Warning:[/] the accuracy bound is checked on {images} images with {instances} "
+                          f"objects; below {MIN_VALIDATION_IMAGES} images or {MIN_VALIDATION_INSTANCES} objects a "
+                          "0.01 mAP difference is mostly noise. Give a larger --val-data-roots for a bound that holds "
+                          "on new data.")
+
+    def score(model: Any) -> float:
+        return float(evaluate_predictor(Predictor(model, hint="THROUGHPUT"), validation.ann_file,
+                                        show_progress=False)["mask_mAP"])
+
+    result = quantize_within_bound(quantized, fp32, score(fp32), score, max_drop, _finalize)
+    if result.drop > max_drop:
+        message = (f"INT8 cannot stay within --max-accuracy-drop {max_drop}: even with every quantized layer back in "
+                   f"FP32 the mask mAP drops by {result.drop:.4f} ({result.fp32_score:.4f} -> {result.int8_score:.4f}) "
+                   f"on {images} validation images.")
+        if not accept:
+            raise OtxliteError(f"{message} Nothing was saved. Raise --max-accuracy-drop, give more calibration "
+                               "images (--subset-size), or pass --accept-accuracy-drop to save it anyway.")
+        err_console.print(f"[yellow]Warning:[/] {message} Saved anyway (--accept-accuracy-drop).")
+    return result
 
 
 def compress_float_weights(model: Any, min_size: int = 1024) -> int:
@@ -212,33 +231,27 @@ def compress_float_weights(model: Any, min_size: int = 1024) -> int:
     return count
 
 
-def _save_model(model: Any, xml: Path) -> Path:
-    """Save an IR pair so that neither file is ever half-written at its final name."""
-    import openvino as ov
-
-    tmp = xml.with_name(f".{xml.stem}.tmp.xml")
-    ov.save_model(model, str(tmp), compress_to_fp16=False)
-    tmp.with_suffix(".bin").replace(xml.with_suffix(".bin"))
-    tmp.replace(xml)
-    return xml
-
-
 def _compare(fp32_xml: Path, int8_xml: Path, val_root: Path, run_dir: Path, data_format: str | None,
-             sample_image: np.ndarray) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
-    """Evaluate both IRs; write the INT8 ``performance.json`` (with the FP32 vs INT8 rows under
-    ``fp32_vs_int8``); return it and the rows: mask/bbox mAP, .bin size, latency."""
+             sample_image: np.ndarray, extra: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Evaluate both saved IRs as ``otxlite eval`` does; write the INT8 ``performance.json`` (with the FP32 vs
+    INT8 rows under ``fp32_vs_int8``); return it and the rows: mask/bbox mAP, .bin size, latency, per-class
+    mask mAP, and ``extra`` (layers kept in FP32)."""
     from otxlite.evaluate import evaluate_ir
     from otxlite.evaluation import performance_report
 
-    rows: dict[str, dict[str, float]] = {}
+    rows: dict[str, Any] = {}
     reports = {}
     for name, xml in (("FP32", fp32_xml), ("INT8", int8_xml)):
-        console.print(f"Evaluating the {name} model")
+        console.print(f"Evaluating the saved {name} model")
         metrics, threshold = evaluate_ir(xml, val_root, run_dir / "eval", data_format)
         reports[name] = performance_report(metrics, threshold, xml.name)
         rows[name] = {"mask_mAP": reports[name]["mask_mAP"], "bbox_mAP": reports[name]["bbox_mAP"],
                       "bin_MB": xml.with_suffix(".bin").stat().st_size / 1e6,
                       "latency_ms": median_latency_ms(xml, sample_image)}
     shutil.rmtree(run_dir / "eval", ignore_errors=True)
+    rows["per_class_mask_mAP"] = {
+        label: {"FP32": value["mask_mAP"], "INT8": reports["INT8"]["per_class"][label]["mask_mAP"]}
+        for label, value in reports["FP32"]["per_class"].items()}
+    rows |= extra
     write_json_atomic(run_dir / "performance.json", reports["INT8"] | {"fp32_vs_int8": rows})
     return reports["INT8"], rows

@@ -34,6 +34,12 @@ class Template:
     hyper_parameters: dict[str, Any] = field(default_factory=dict)
     gigaflops: float | None = None
     size: float | None = None
+    coco_checkpoint: str | None = None  # COCO-pretrained detector (URL or path) the training starts from
+
+    @property
+    def pretrained_start(self) -> str:
+        """What training starts from when pretrained weights can be had: ``COCO`` or ``ImageNet`` (backbone)."""
+        return "COCO" if self.coco_checkpoint else "ImageNet"
 
 
 def template_paths() -> list[Path]:
@@ -67,6 +73,8 @@ def load_template_file(path: Path) -> Template:
         )
     if not isinstance(raw["hyper_parameters"], dict):
         raise OtxliteError(f"Template {path}: `hyper_parameters` must be a mapping.")
+    for key, value in flatten_keys(raw["hyper_parameters"]).items():
+        check_allowed(key, value, source=f"Template {path}: hyper_parameters")
     return Template(
         path=path.resolve(),
         model_template_id=str(raw["model_template_id"]),
@@ -77,6 +85,7 @@ def load_template_file(path: Path) -> Template:
         hyper_parameters=raw["hyper_parameters"],
         gigaflops=raw.get("gigaflops"),
         size=raw.get("size"),
+        coco_checkpoint=raw.get("coco_checkpoint"),
     )
 
 
@@ -152,6 +161,63 @@ def _check_type(key: str, default: Any, value: Any) -> Any:
     return value
 
 
+@dataclass(frozen=True)
+class Allowed:
+    """The values a hyper-parameter may take: a closed/open numeric range, or a set of choices."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False  # low itself is not allowed
+    choices: tuple[str, ...] = ()
+    multiple_of: int = 1
+
+    def describe(self) -> str:
+        if self.choices:
+            return "one of " + ", ".join(self.choices)
+        parts = []
+        if self.low is not None:
+            parts.append(f"{'>' if self.low_open else '>='} {self.low:g}")
+        if self.high is not None:
+            parts.append(f"<= {self.high:g}")
+        if self.multiple_of > 1:
+            parts.append(f"a multiple of {self.multiple_of}")
+        return " and ".join(parts)
+
+    def admits(self, value: Any) -> bool:
+        if self.choices:
+            return value in self.choices
+        values = value if isinstance(value, list) else [value]
+        return all(
+            (self.low is None or (v > self.low if self.low_open else v >= self.low))
+            and (self.high is None or v <= self.high)
+            and (self.multiple_of == 1 or v % self.multiple_of == 0)
+            for v in values)
+
+
+STRIDE = 32  # the coarsest feature map of every template's network: input sizes must be multiples of it
+ALLOWED = {
+    "learning_parameters.batch_size": Allowed(low=1),
+    "learning_parameters.learning_rate": Allowed(low=0, low_open=True, high=10),
+    "learning_parameters.learning_rate_warmup_iters": Allowed(low=0),
+    "learning_parameters.num_iters": Allowed(low=1),
+    "learning_parameters.num_workers": Allowed(low=0, high=64),
+    "learning_parameters.early_stop_patience": Allowed(low=0),
+    "learning_parameters.gradient_clip_norm": Allowed(low=0),
+    "data.input_size": Allowed(low=STRIDE, high=8192, multiple_of=STRIDE),
+    "postprocessing.confidence_threshold": Allowed(low=0, high=1),
+    "optimization.subset_size": Allowed(low=1),
+    "optimization.preset": Allowed(choices=("performance", "mixed")),
+    "optimization.max_accuracy_drop": Allowed(low=0, high=1),
+}
+
+
+def check_allowed(key: str, value: Any, source: str = "--param") -> None:
+    """Raise a one-paragraph error if ``value`` is outside the allowed values of ``key`` (see ``ALLOWED``)."""
+    allowed = ALLOWED.get(key)
+    if allowed is not None and not allowed.admits(value):
+        raise OtxliteError(f"{source} {key}={value!r} is out of range: it must be {allowed.describe()}.")
+
+
 def apply_overrides(hyper_parameters: dict[str, Any], params: list[str]) -> dict[str, Any]:
     """Return a copy of ``hyper_parameters`` with ``--param KEY=VALUE`` overrides applied."""
     result = copy.deepcopy(hyper_parameters)
@@ -163,6 +229,7 @@ def apply_overrides(hyper_parameters: dict[str, Any], params: list[str]) -> dict
             hint = f" Similar keys: {', '.join(close)}." if close else ""
             raise OtxliteError(f"--param: unknown key '{key}'.{hint} Valid keys: {', '.join(leaves)}.")
         value = _check_type(key, leaves[key], value)
+        check_allowed(key, value)
         *parents, last = key.split(".")
         node = result
         for part in parents:

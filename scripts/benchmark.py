@@ -216,7 +216,7 @@ def phase_pytorch(spec: dict[str, Any]) -> dict[str, Any]:
     size = int(spec["size"])
     hyper = apply_overrides(template.hyper_parameters, [f"data.input_size=[{size},{size}]"])
     cfg = build_runner_config(template, hyper, spec["labels"], Path(spec["train_ann"]), None,
-                              Path(spec["work_dir"]), pretrained=False)
+                              Path(spec["work_dir"]), num_train_images=1, pretrained_start="random")
     register_all_modules()
     import_modules_from_strings(cfg.custom_imports["imports"])
     torch.manual_seed(0)

@@ -301,10 +301,11 @@ def plain_config(template: Any, input_size: int, batch_size: int, workers: int, 
         "learning_parameters.num_iters=1", f"data.input_size=[{input_size},{input_size}]",
         f"learning_parameters.batch_size={batch_size}", f"learning_parameters.num_workers={workers}"])
     cfg = build_runner_config(template, hyper_parameters, labels, train_ann, None, path.parent / "unused",
-                              pretrained=False)
+                              num_train_images=1, pretrained_start="random")  # no validation: the size sets nothing
     imports = [name for name in cfg.custom_imports["imports"] if not name.startswith("otxlite.engine")]
     cfg.custom_imports = dict(imports=imports, allow_failed_imports=False)
     cfg.train_dataloader.dataset.type = "CocoDataset"
+    cfg.custom_hooks = [hook for hook in cfg.custom_hooks if hook["type"] != "BatchNormStatisticsHook"]
     cfg.default_hooks.checkpoint = dict(type="CheckpointHook", interval=1)
     assert not any(str(hook["type"]).endswith(("RunFolderHook", "ResultsCsvHook", "PlotsHook", "ProgressHook"))
                    for hook in cfg.custom_hooks)

@@ -1,8 +1,12 @@
-"""Shared fixtures: the generated sample dataset and one small trained model for the whole session."""
+"""Shared fixtures: the generated sample dataset, one small trained model for the whole session, and a
+model trained on a real photo (coins) that has learned."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -41,3 +45,36 @@ def exported_ir(trained_run, tmp_path_factory: pytest.TempPathFactory) -> Path:
     from otxlite.export import export_openvino
 
     return export_openvino(trained_run.weights, tmp_path_factory.mktemp("openvino"))
+
+
+@pytest.fixture(scope="session")
+def coins(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The ``coins`` real-photo set of ``scripts/real_photos.py`` (train tiles + a held-out val tile)."""
+    pytest.importorskip("skimage")
+    script = Path(__file__).resolve().parents[1] / "scripts" / "real_photos.py"
+    spec = importlib.util.spec_from_file_location("real_photos", script)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclass looks its module up there
+    spec.loader.exec_module(module)
+    return module.make_real_photo_dataset("coins", tmp_path_factory.mktemp("coins"))
+
+
+@pytest.fixture(scope="session")
+def coins_val(coins: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The held-out validation tile of ``coins`` alone, as its own dataset folder."""
+    root = tmp_path_factory.mktemp("coins_val")
+    shutil.copytree(coins / "images" / "val", root / "images" / "val")
+    (root / "annotations").mkdir()
+    shutil.copy(coins / "annotations" / "instances_val.json", root / "annotations")
+    return root
+
+
+@pytest.fixture(scope="session")
+def coins_run(coins: Path, tmp_path_factory: pytest.TempPathFactory):
+    """MaskRCNN-EfficientNetB2B trained from random weights for 30 iterations on the coins photo."""
+    from otxlite.engine.train import train
+
+    return train("MaskRCNN-EfficientNetB2B", coins, output=tmp_path_factory.mktemp("coins_run"), pretrained=False,
+                 params=["learning_parameters.num_iters=30", "learning_parameters.batch_size=2",
+                         "learning_parameters.learning_rate_warmup_iters=5", "data.input_size=[256,256]",
+                         "learning_parameters.num_workers=0"])

@@ -32,7 +32,8 @@ def test_plain_config_is_otxlite_config_without_otxlite(bench, tmp_path: Path) -
     hyper = apply_overrides(template.hyper_parameters, [
         "learning_parameters.num_iters=1", "data.input_size=[128,128]", "learning_parameters.batch_size=2",
         "learning_parameters.num_workers=0"])
-    otx = build_runner_config(template, hyper, ["a", "b"], tmp_path / "train.json", None, tmp_path, pretrained=False)
+    otx = build_runner_config(template, hyper, ["a", "b"], tmp_path / "train.json", None, tmp_path,
+                              num_train_images=8, pretrained_start="random")
 
     assert plain.train_dataloader.dataset.type == "CocoDataset"
     assert plain.custom_imports.imports == ["otxlite.models"]

@@ -71,3 +71,74 @@ def test_foreign_ir_is_refused(exported_ir: Path, sample_dataset: Path, tmp_path
     result = otxlite("optimize", "--load-weights", str(tmp_path / "foreign.xml"), "--train-data-roots",
                      str(sample_dataset), "-o", str(tmp_path / "out"))
     assert result.returncode != 0 and "metadata" in result.stderr
+
+
+@pytest.mark.slow
+def test_int8_of_a_model_that_learned_keeps_the_bound(coins_run, coins: Path, coins_val: Path,
+                                                      tmp_path: Path) -> None:
+    """On a model trained on a real photo (it detects the held-out coins), the saved INT8 IR evaluated by
+    `otxlite eval` stays within --max-accuracy-drop of the saved FP32 IR evaluated the same way."""
+    from otxlite.export import export_openvino
+
+    fp32 = export_openvino(coins_run.weights, tmp_path / "fp32")
+    result = otxlite("optimize", "--load-weights", str(fp32), "--train-data-roots", str(coins),
+                     "--val-data-roots", str(coins_val), "-o", str(tmp_path / "int8"), "--max-accuracy-drop", "0.01")
+    assert result.returncode == 0, result.stderr
+    assert "mask mAP per class" in result.stdout and "Layers kept in FP32" in result.stdout
+    assert "mostly noise" in result.stderr  # one validation image: the bound is flagged as weak
+    scores = {}
+    for name, xml in (("FP32", fp32), ("INT8", tmp_path / "int8" / "openvino.xml")):
+        run = otxlite("eval", "--load-weights", str(xml), "--test-data-roots", str(coins_val), "-o", str(tmp_path / name))
+        assert run.returncode == 0, run.stderr
+        scores[name] = json.loads((tmp_path / name / "performance.json").read_text())["mask_mAP"]
+    assert scores["FP32"] >= 0.3, f"the model must have learned for this test to mean anything: {scores}"
+    assert scores["FP32"] - scores["INT8"] <= 0.01 + 1e-6, scores
+    model = ov.Core().read_model(str(tmp_path / "int8" / "openvino.xml"))
+    assert float(model.get_rt_info(["otxlite", "optimization", "measured_drop"]).astype(str)) <= 0.01
+    report = json.loads((tmp_path / "int8" / "performance.json").read_text())
+    assert report["fp32_vs_int8"]["per_class_mask_mAP"]["coin"]["FP32"] == pytest.approx(scores["FP32"], abs=1e-4)
+
+
+def _two_layer_model() -> ov.Model:
+    import numpy as np
+    import openvino.opset13 as ops
+
+    rng = np.random.default_rng(0)
+    x = ops.parameter([1, 3, 16, 16], np.float32, name="image")
+    a = ops.convolution(x, ops.constant(rng.normal(size=(8, 3, 3, 3)).astype(np.float32)), [1, 1], [1, 1], [1, 1], [1, 1])
+    a.set_friendly_name("/backbone/stage/Conv")
+    a = ops.add(a, ops.constant(rng.normal(size=(1, 8, 1, 1)).astype(np.float32)))
+    a.set_friendly_name("/backbone/stage/Add")
+    b = ops.convolution(ops.relu(a), ops.constant(rng.normal(size=(4, 8, 1, 1)).astype(np.float32)), [1, 1], [0, 0],
+                        [0, 0], [1, 1])
+    b.set_friendly_name("/neck/conv/Conv")
+    return ov.Model([ops.result(b)], [x], "two_layers")
+
+
+def test_layers_go_back_to_fp32_until_the_bound_holds() -> None:
+    """Each INT8 layer costs 0.1 of a made-up score: a 0.05 bound needs both back in FP32, a 0.15 bound one;
+    with every layer back, the model computes exactly what the FP32 model does."""
+    import nncf
+    import numpy as np
+
+    from otxlite.accuracy_control import keep_layers_fp32, quantize_within_bound, quantized_layers
+
+    fp32 = _two_layer_model()
+    data = [np.random.default_rng(i).normal(size=(1, 3, 16, 16)).astype(np.float32) for i in range(4)]
+    quantized = nncf.quantize(fp32, nncf.Dataset(data), subset_size=4)
+    assert set(quantized_layers(quantized)) == {"/backbone/stage/Conv", "/neck/conv/Conv"}
+
+    def score(model: ov.Model) -> float:
+        return 1.0 - 0.1 * len(quantized_layers(model))
+
+    tight = quantize_within_bound(quantized, fp32, 1.0, score, 0.05, lambda m: m)
+    assert tight.fp32_layers == 2 and tight.drop == pytest.approx(0.0)
+    loose = quantize_within_bound(quantized, fp32, 1.0, score, 0.15, lambda m: m)
+    assert loose.fp32_layers == 1 and loose.drop == pytest.approx(0.1)
+
+    core = ov.Core()
+    config = {"INFERENCE_PRECISION_HINT": "f32"}
+    reverted = core.compile_model(keep_layers_fp32(quantized, fp32, set(quantized_layers(quantized))), "CPU", config)
+    reference = core.compile_model(fp32, "CPU", config)
+    np.testing.assert_allclose(reverted(data[0])[0], reference(data[0])[0], rtol=1e-5, atol=1e-4)
+    assert not np.allclose(core.compile_model(quantized, "CPU", config)(data[0])[0], reference(data[0])[0], atol=1e-4)

@@ -2,21 +2,69 @@
 
 Everything a run does is in this Config (saved as ``config.py`` in the run folder); the
 recipe is OTX's for instance segmentation: resize + flip, SGD, gradient clipping, linear
-warmup then ReduceLROnPlateau on validation mask mAP, EMA, early stopping.
+warmup then ReduceLROnPlateau on validation mask mAP, EMA, early stopping, plus BatchNorm
+statistics recomputed before each validation (see ``otxlite.engine.batchnorm``).
 """
 
 from __future__ import annotations
 
 import copy
+import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mmengine.config import Config
 
+from otxlite.engine.pretrained import COCO, IMAGENET, RANDOM
+from otxlite.errors import OtxliteError
 from otxlite.templates import Template
 
 MONITOR = "coco/mask_mAP"  # validation metric that drives LR plateau, early stopping and the best checkpoint
+MIN_ITERS_BETWEEN_VALIDATIONS = 5  # tiny datasets: validate every few epochs rather than after each iteration
+MAX_VAL_INTERVAL = 5  # epochs
+MIN_PATIENCE_ITERS = 300  # LR plateau and early stopping wait at least this many iterations (OTX: iteration_patience)
+FIRST_LAZY_EPOCH = 3  # neither acts before this epoch, nor before the warmup has ended (OTX: LazyEarlyStopping)
+MAX_BATCHNORM_BATCHES = 20  # training batches the BN statistics are recomputed over (forward only, no heads) ...
+BATCHNORM_BATCHES_PER_ITER = 2  # ... at most this many per training iteration between two validations (~30 % more)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """When validation, the LR plateau and early stopping act, in epochs and validations.
+
+    Validating costs more than a training step on a tiny dataset, and a metric still at 0 during
+    warmup must not cut the learning rate or stop training, so: validation every ``val_interval``
+    epochs; plateau and early stopping only look at validations from epoch ``lazy_begin`` on, and their
+    patience (counted in validations) always covers at least ``MIN_PATIENCE_ITERS`` iterations. The BN
+    statistics are recomputed before each validation over ``batchnorm_batches`` training batches.
+    """
+
+    iters_per_epoch: int
+    val_interval: int
+    batchnorm_batches: int
+    lazy_begin: int
+    plateau_patience: int
+    early_stop_patience: int
+
+
+def training_schedule(learning: dict[str, Any], num_train_images: int, world_size: int = 1) -> Schedule:
+    """The :class:`Schedule` for the template's ``learning_parameters`` and a training set size."""
+    epochs = max(1, int(learning["num_iters"]))
+    iters = max(1, math.ceil(num_train_images / (int(learning["batch_size"]) * world_size)))
+    val_interval = min(MAX_VAL_INTERVAL, epochs, math.ceil(MIN_ITERS_BETWEEN_VALIDATIONS / iters))
+    warmup_epochs = math.ceil(int(learning["learning_rate_warmup_iters"]) / iters)
+
+    def patience(epochs_without_gain: int) -> int:
+        epochs_needed = max(epochs_without_gain, math.ceil(MIN_PATIENCE_ITERS / iters))
+        return max(1, math.ceil(epochs_needed / val_interval))
+
+    early_stop = int(learning["early_stop_patience"])
+    return Schedule(iters_per_epoch=iters, val_interval=val_interval,
+                    batchnorm_batches=min(MAX_BATCHNORM_BATCHES, BATCHNORM_BATCHES_PER_ITER * iters * val_interval),
+                    lazy_begin=max(FIRST_LAZY_EPOCH, warmup_epochs),
+                    plateau_patience=patience(max(1, early_stop // 2)), early_stop_patience=patience(early_stop))
 
 
 def set_num_classes(node: Any, num_classes: int) -> None:
@@ -51,6 +99,84 @@ def drop_pretrained(model: dict[str, Any]) -> None:
             model.pop("init_cfg")
         for value in model.values():
             drop_pretrained(value)
+
+
+def apply_pretrained_start(model: dict[str, Any], start: str, coco_checkpoint: str | None) -> None:
+    """Keep the init configs of one start: the whole detector from ``coco_checkpoint`` (mmengine skips the
+    tensors whose shape differs, i.e. the class-specific head layers), the backbone's ImageNet weights
+    of the model config, or none (random weights)."""
+    if start != IMAGENET:
+        drop_pretrained(model)
+    if start == COCO:
+        model["init_cfg"] = dict(type="Pretrained", checkpoint=coco_checkpoint)
+
+
+def _types(node: Any) -> list[str]:
+    """Every string ``type`` in a nested config (the registry names it asks for)."""
+    if isinstance(node, dict):
+        own = [node["type"]] if isinstance(node.get("type"), str) else []
+        return own + [t for value in node.values() for t in _types(value)]
+    if isinstance(node, list):
+        return [t for value in node for t in _types(value)]
+    return []
+
+
+def check_model_config(template: Template) -> None:
+    """Load the template's model config and check what MMDetection would only find out later: Python syntax
+    (file and line), ``_base_`` files, custom imports, registered types (with the closest names), and a
+    ``num_classes`` otxlite can set. Raises ``OtxliteError`` with one paragraph."""
+    import difflib
+
+    path = template.model_config
+    try:
+        source = Config.fromfile(str(path))
+    except SyntaxError as err:
+        where = err.filename if err.filename and not err.filename.startswith("<") else path
+        raise OtxliteError(f"Model config {where}, line {err.lineno}: Python syntax error ({err.msg}). "
+                           f"Fix that file (template {template.path}).") from err
+    except FileNotFoundError as err:
+        raise OtxliteError(f"Model config {path}: a file it builds on does not exist ({err}). Check its `_base_` "
+                           "paths (relative to the config, or `mmdet::...` for MMDetection's own).") from err
+    except Exception as err:  # mmengine raises several types for configs it cannot evaluate
+        raise OtxliteError(f"Model config {path} cannot be loaded ({type(err).__name__}: {err}).") from err
+    if not isinstance(source.get("model"), dict):
+        raise OtxliteError(f"Model config {path} defines no `model` dict; otxlite needs MMDetection's model definition.")
+    model = source.model.to_dict()
+    imports = list(source.get("custom_imports", {}).get("imports", []))
+    from mmengine.utils import import_modules_from_strings
+
+    try:
+        import_modules_from_strings(imports)
+    except ImportError as err:
+        raise OtxliteError(f"Model config {path}: custom_imports {imports} cannot be imported ({err}).") from err
+    import mmcv.ops
+    from mmdet.registry import MODELS, TASK_UTILS
+    from mmdet.utils import register_all_modules
+    from mmengine.registry import WEIGHT_INITIALIZERS
+
+    register_all_modules(init_default_scope=False)
+    registries = (MODELS, TASK_UTILS, WEIGHT_INITIALIZERS)
+    known = {name for registry in registries for r in (registry, registry.parent) if r for name in r.module_dict}
+    for name in _types(model):
+        if name not in known and not hasattr(mmcv.ops, name):
+            close = difflib.get_close_matches(name, sorted(known), n=3, cutoff=0.6)
+            hint = f" Did you mean {' or '.join(close)}?" if close else ""
+            raise OtxliteError(f"Model config {path}: type '{name}' is not registered in MMDetection, mmengine or mmcv."
+                               f"{hint} Fix the `type` (a typo?) or add the module that registers it to custom_imports.")
+    probe = copy.deepcopy(model)
+    marker = -12345
+    set_num_classes(probe, marker)
+    if marker not in [v for v in _leaves(probe)]:
+        raise OtxliteError(f"Model config {path}: no `num_classes` anywhere in `model`, so otxlite cannot set the number "
+                           "of classes of your dataset. Use a head that takes `num_classes`.")
+
+
+def _leaves(node: Any) -> list[Any]:
+    if isinstance(node, dict):
+        return [leaf for value in node.values() for leaf in _leaves(value)]
+    if isinstance(node, list):
+        return [leaf for value in node for leaf in _leaves(value)]
+    return [node]
 
 
 def load_model_config(template: Template, num_classes: int) -> tuple[dict[str, Any], list[str]]:
@@ -114,38 +240,40 @@ def build_runner_config(
     train_ann: Path,
     val_ann: Path | None,
     work_dir: Path,
-    pretrained: bool = True,
+    num_train_images: int,
+    pretrained_start: str = RANDOM,
     load_from: Path | None = None,
     resume: bool = False,
 ) -> Config:
-    """The complete mmengine Config of a training run."""
+    """The complete mmengine Config of a training run (``pretrained_start``: see ``apply_pretrained_start``)."""
     learning = hyper_parameters["learning_parameters"]
     input_size = hyper_parameters["data"]["input_size"]
     model, imports = load_model_config(template, len(labels))
-    if not pretrained:
-        drop_pretrained(model)
+    apply_pretrained_start(model, pretrained_start, template.coco_checkpoint)
     train_pipeline, test_pipeline = _pipelines(input_size)
     workers = int(learning["num_workers"])
     batch = int(learning["batch_size"])
     epochs = int(learning["num_iters"])
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    schedule = training_schedule(learning, num_train_images, world_size)
 
     schedulers: list[dict[str, Any]] = []
     if learning["learning_rate_warmup_iters"] > 0:
         schedulers.append(dict(type="LinearLR", start_factor=0.001, by_epoch=False, begin=0,
                                end=int(learning["learning_rate_warmup_iters"])))
-    if learning.get("enable_reduce_lr_on_plateau", True) and val_ann is not None:
+    if learning.get("enable_reduce_lr_on_plateau", True) and val_ann is not None and schedule.lazy_begin < epochs:
         schedulers.append(dict(type="ReduceOnPlateauLR", monitor=MONITOR, rule="greater", factor=0.1,
-                               patience=max(1, int(learning["early_stop_patience"]) // 2), min_value=1e-6,
-                               by_epoch=True))
-    custom_hooks: list[dict[str, Any]] = []
+                               patience=schedule.plateau_patience, min_value=1e-6, by_epoch=True,
+                               begin=schedule.lazy_begin))
+    custom_hooks: list[dict[str, Any]] = [dict(type="BatchNormStatisticsHook", num_batches=schedule.batchnorm_batches)]
     if learning.get("use_ema", False):
         custom_hooks.append(dict(type="EMAHook", ema_type="ExpMomentumEMA", momentum=0.0002, update_buffers=True,
                                  priority=49))
     if learning.get("enable_early_stopping", False) and val_ann is not None:
-        custom_hooks.append(dict(type="EarlyStoppingHook", monitor=MONITOR, rule="greater",
-                                 patience=int(learning["early_stop_patience"])))
+        custom_hooks.append(dict(type="LazyEarlyStoppingHook", monitor=MONITOR, rule="greater", min_delta=1e-4,
+                                 patience=schedule.early_stop_patience, begin=schedule.lazy_begin))
     clip = float(learning.get("gradient_clip_norm", 0) or 0)
-    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    distributed = world_size > 1
     cuda = os.environ.get("CUDA_VISIBLE_DEVICES") != "" and _cuda_available()
 
     cfg: dict[str, Any] = dict(
@@ -154,7 +282,7 @@ def build_runner_config(
         model=model,
         work_dir=str(work_dir),
         train_dataloader=dataloader(train_ann, labels, train_pipeline, batch, workers, shuffle=True),
-        train_cfg=dict(type="EpochBasedTrainLoop", max_epochs=epochs, val_interval=1),
+        train_cfg=dict(type="EpochBasedTrainLoop", max_epochs=epochs, val_interval=schedule.val_interval),
         optim_wrapper=dict(
             type="OptimWrapper",
             optimizer=dict(type="SGD", lr=float(learning["learning_rate"]), momentum=0.9, weight_decay=1e-4),

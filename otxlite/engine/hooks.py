@@ -3,11 +3,16 @@
 Per epoch, with validation, the Runner calls (lower priority number first):
 
     train iters ...          ResultsCsvHook (70) sums losses, ProgressHook (90) advances the bar
-    after_train_epoch        RunFolderHook (48) writes models/last.pth atomically
-    before_val_epoch         EMAHook (49) swaps the EMA weights into the model
-    after_val_epoch          RunFolderHook (48) writes models/weights.pth if mask mAP improved
+    after_train_epoch        BatchNormStatisticsHook (47) recomputes BN statistics if no validation
+                             follows, RunFolderHook (48) writes models/last.pth atomically
+    before_val_epoch         BatchNormStatisticsHook (47) recomputes the BN statistics of the weights
+                             about to be validated (the EMA copy if there is one),
+                             EMAHook (49) swaps the EMA weights into the model
+    after_val_epoch          RunFolderHook (48) writes models/weights.pth if mask mAP improved or tied
                              (the EMA weights are still in the model), EMAHook (49) swaps back,
-                             ResultsCsvHook (70) appends a row, ProgressHook (90) prints metrics
+                             ReduceOnPlateauLR and LazyEarlyStoppingHook (50) look at the metric once
+                             their first epoch has passed, ResultsCsvHook (70) appends a row,
+                             ProgressHook (90) prints metrics
     after_run                PlotsHook (80) draws curves and validation predictions
 """
 
@@ -16,17 +21,64 @@ from __future__ import annotations
 import csv
 import io
 import math
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from mmdet.registry import HOOKS
 from mmengine.dist import is_main_process
-from mmengine.hooks import Hook
+from mmengine.hooks import EarlyStoppingHook, Hook
 
+from otxlite.engine.batchnorm import recompute_batchnorm_statistics
 from otxlite.engine.checkpoint import save_weights
 from otxlite.engine.config import MONITOR
 from otxlite.fileio import atomic_path, write_text_atomic
+
+
+def _unwrap(model: Any) -> Any:
+    return model.module if hasattr(model, "module") else model
+
+
+LAST_CHECKPOINT_INTERVAL_S = 60.0  # tiny datasets finish an epoch every few seconds: don't write last.pth each time
+
+
+@HOOKS.register_module()
+class BatchNormStatisticsHook(Hook):
+    """Recomputes BatchNorm running statistics for the weights that are validated and saved (PreciseBN).
+
+    Runs before EMAHook (49) swaps the averaged weights in, so it refreshes the EMA copy itself: that is
+    what validation sees and what ``weights.pth`` stores. See ``otxlite.engine.batchnorm`` for why.
+    """
+
+    priority = 47
+
+    def __init__(self, num_batches: int = 20) -> None:
+        self.num_batches = num_batches
+
+    def _refresh(self, runner: Any, model: Any) -> None:
+        recompute_batchnorm_statistics(model, runner.train_dataloader, self.num_batches)
+
+    def before_val_epoch(self, runner: Any) -> None:
+        ema = next((hook for hook in runner.hooks if hasattr(hook, "ema_model")), None)
+        self._refresh(runner, ema.ema_model.module if ema is not None else _unwrap(runner.model))
+
+    def after_train_epoch(self, runner: Any) -> None:
+        if runner.val_loop is None:
+            self._refresh(runner, _unwrap(runner.model))
+
+
+@HOOKS.register_module()
+class LazyEarlyStoppingHook(EarlyStoppingHook):
+    """mmengine's early stopping, ignoring validations before epoch ``begin`` (warmup, first epochs)."""
+
+    def __init__(self, begin: int = 0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.begin = begin
+
+    def after_val_epoch(self, runner: Any, metrics: dict[str, float]) -> None:
+        if runner.epoch >= self.begin:
+            super().after_val_epoch(runner, metrics)
 
 
 @HOOKS.register_module()
@@ -43,20 +95,25 @@ class RunFolderHook(Hook):
         self.confidence_threshold = confidence_threshold
         self.result_based_threshold = result_based_threshold
         self.best = -math.inf
+        self.last_saved = -math.inf
 
     def after_train_epoch(self, runner: Any) -> None:
-        """Save a resumable checkpoint; a crash while writing leaves the previous one intact."""
-        if is_main_process():
+        """Save a resumable checkpoint (at most every ``LAST_CHECKPOINT_INTERVAL_S`` seconds, and after the
+        last epoch); a crash while writing leaves the previous one intact."""
+        last_epoch = runner.epoch + 1 >= runner.max_epochs  # runner.epoch counts finished epochs after this hook
+        due = time.monotonic() - self.last_saved >= LAST_CHECKPOINT_INTERVAL_S
+        if is_main_process() and (due or last_epoch):
+            self.last_saved = time.monotonic()
             with atomic_path(self.models_dir / "last.pth") as tmp:
                 runner.save_checkpoint(str(tmp.parent), tmp.name, save_optimizer=True, save_param_scheduler=True)
         if runner.val_loop is None or not runner.train_loop.max_epochs:
             self._save_weights(runner, {})
 
     def after_val_epoch(self, runner: Any, metrics: dict[str, float] | None = None) -> None:
-        """Keep the best model by validation mask mAP, with its F1-optimal confidence threshold."""
+        """Keep the best model by validation mask mAP (the later one on ties), with its F1-optimal threshold."""
         metrics = metrics or {}
         score = metrics.get(MONITOR, -1.0)
-        if score > self.best:
+        if score >= self.best:
             self.best = score
             self._save_weights(runner, metrics)
 
@@ -66,7 +123,7 @@ class RunFolderHook(Hook):
         threshold = self.confidence_threshold
         if self.result_based_threshold and "coco/best_confidence_threshold" in metrics:
             threshold = metrics["coco/best_confidence_threshold"]
-        model = runner.model.module if hasattr(runner.model, "module") else runner.model
+        model = _unwrap(runner.model)
         save_weights(self.models_dir / "weights.pth", model.state_dict(), runner.cfg.to_dict(), self.labels,
                      threshold, self.template_id,
                      {k.removeprefix("coco/"): v for k, v in metrics.items() if isinstance(v, (int, float))}
@@ -125,13 +182,15 @@ class ResultsCsvHook(Hook):
 
 @HOOKS.register_module()
 class PlotsHook(Hook):
-    """After training: loss and mAP curves from ``results.csv``, and a few validation images with predictions."""
+    """After training: loss and mAP curves from ``results.csv``, and a few validation images with the
+    predictions of the saved model (``weights_path``: the best weights, with their BN statistics)."""
 
     priority = 80
 
-    def __init__(self, csv_path: str, plots_dir: str, labels: list[str], num_images: int = 4) -> None:
+    def __init__(self, csv_path: str, plots_dir: str, weights_path: str, labels: list[str], num_images: int = 4) -> None:
         self.csv_path = Path(csv_path)
         self.plots_dir = Path(plots_dir)
+        self.weights_path = Path(weights_path)
         self.labels = labels
         self.num_images = num_images
 
@@ -148,9 +207,12 @@ class PlotsHook(Hook):
         import cv2
         import torch
 
+        from otxlite.engine.checkpoint import load_weights
         from otxlite.visualize import draw_instances
 
-        model = runner.model.module if hasattr(runner.model, "module") else runner.model
+        model = _unwrap(runner.model)
+        if self.weights_path.is_file():
+            model.load_state_dict(load_weights(self.weights_path)["state_dict"])
         model.eval()
         tiles = []
         with torch.no_grad():

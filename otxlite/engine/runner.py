@@ -4,8 +4,11 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import functools
 import io
 import logging
+import os
 import signal
 import sys
 import warnings
@@ -26,8 +29,27 @@ class QuietRunner(Runner):
             super().load_or_resume()
 
 
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In a forked child (a DataLoader worker): ask Linux to kill it when its parent dies, even by SIGKILL."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # not Linux/glibc: workers notice their parent's end themselves, later
+        pass
+
+
+@functools.cache
+def workers_die_with_parent() -> None:
+    """Make every process forked from now on (DataLoader workers) die when this one dies: a trainer killed by
+    kill -9, the OOM killer or a CI timeout leaves no workers holding memory behind. Registered once."""
+    os.register_at_fork(after_in_child=_die_with_parent)
+
+
 def build_runner(cfg: Config) -> Any:
     """``QuietRunner.from_cfg`` with its console handler moved to stdout at ERROR level (INFO with --verbose)."""
+    workers_die_with_parent()
     from mmengine.utils import import_modules_from_strings
 
     if cfg.get("custom_imports"):  # Config.fromfile would do this; configs built in memory need it done here

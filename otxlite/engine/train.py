@@ -66,6 +66,9 @@ def train(
         raise OtxliteError(f"--resume-from {resume_from}: the file does not exist. Give the models/last.pth of the run.")
     if output is None and resume_from is not None:
         output = Path(resume_from).resolve().parent.parent
+    from otxlite.engine.config import check_model_config
+
+    check_model_config(chosen)
     run_dir = run_folder(output, "train")
     models_dir = run_dir / "models"
     console.print(f"Template [bold]{chosen.name}[/] ({chosen.path}); run folder [bold]{run_dir}[/]")
@@ -81,12 +84,15 @@ def train(
 
     from otxlite.engine.checkpoint import trusted_mmengine_checkpoints
     from otxlite.engine.config import build_runner_config, load_model_config, pretrained_checkpoints
-    from otxlite.engine.pretrained import fetch_pretrained
+    from otxlite.engine.pretrained import RANDOM, choose_pretrained_start
     from otxlite.engine.runner import build_runner, sigterm_as_interrupt
 
+    start = RANDOM
     if pretrained and load_weights is None and resume_from is None:
         model, _ = load_model_config(chosen, len(data.labels))
-        pretrained = fetch_pretrained(pretrained_checkpoints(model))
+        start = choose_pretrained_start(chosen.coco_checkpoint, pretrained_checkpoints(model))
+        if start != RANDOM:
+            console.print(f"Starting from {start}-pretrained weights.")
     elif not pretrained:
         err_console.print("[yellow]Warning:[/] --no-pretrained: training starts from random weights.")
     if load_weights is not None and not Path(load_weights).is_file():
@@ -94,7 +100,7 @@ def train(
     cfg = build_runner_config(
         chosen, hyper_parameters, data.labels, data.subsets["train"].ann_file, data.subsets["val"].ann_file
         if data.subsets["val"].stats.images else None, run_dir / "logs",
-        pretrained=pretrained and load_weights is None,
+        num_train_images=data.subsets["train"].stats.images, pretrained_start=start,
         load_from=resume_from or load_weights, resume=resume_from is not None)
     post = hyper_parameters["postprocessing"]
     cfg.custom_hooks += [
@@ -103,7 +109,7 @@ def train(
              result_based_threshold=post["result_based_confidence_threshold"]),
         dict(type="ResultsCsvHook", csv_path=str(run_dir / "results.csv")),
         dict(type="PlotsHook", csv_path=str(run_dir / "results.csv"), plots_dir=str(run_dir / "plots"),
-             labels=data.labels),
+             weights_path=str(models_dir / "weights.pth"), labels=data.labels),
         dict(type="ProgressHook"),
     ]
     write_text_atomic(run_dir / "config.py", cfg.pretty_text)

@@ -9,7 +9,6 @@ for the IR's input, outputs and metadata.
 
 from __future__ import annotations
 
-import os
 import tempfile
 from pathlib import Path
 
@@ -17,14 +16,13 @@ from otxlite.data.labels import SCHEMA_FILE, save_label_schema
 from otxlite.engine.checkpoint import load_weights, weights_config
 from otxlite.export.mmdeploy_onnx import export_onnx, model_spec
 from otxlite.export.openvino_ir import convert_onnx, model_info, otxlite_info, set_rt_info
+from otxlite.fileio import save_ir_atomic
 
 IR_NAME = "openvino"
 
 
 def export_openvino(weights: Path, output_dir: Path, half_precision: bool = False) -> Path:
     """Export ``weights`` to ``output_dir/openvino.xml`` (FP16 weights if ``half_precision``); return its path."""
-    import openvino as ov
-
     payload = load_weights(Path(weights))
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -39,10 +37,7 @@ def export_openvino(weights: Path, output_dir: Path, half_precision: bool = Fals
             "model_info": model_info(spec, payload["labels"], payload["confidence_threshold"]),
             "otxlite": otxlite_info(spec, payload["labels"], payload["template_id"], half_precision),
         })
-        ov.save_model(model, work_dir / xml_path.name, compress_to_fp16=half_precision)
-        # The .bin first: an openvino.xml on disk always has its weights beside it.
-        os.replace(work_dir / f"{IR_NAME}.bin", output_dir / f"{IR_NAME}.bin")
-        os.replace(work_dir / xml_path.name, xml_path)
+        save_ir_atomic(model, xml_path, compress_to_fp16=half_precision)
     save_label_schema(payload["labels"], output_dir / SCHEMA_FILE)
     return xml_path
 

@@ -83,14 +83,18 @@ def request_outputs(request: Any) -> dict[str, np.ndarray]:
 class Predictor:
     """An exported otxlite IR compiled on an OpenVINO device."""
 
-    def __init__(self, xml: Path, device: str = "CPU", hint: str = "LATENCY") -> None:
+    def __init__(self, xml: Path | Any, device: str = "CPU", hint: str = "LATENCY") -> None:
+        """``xml``: an IR file, or an ``openvino.Model`` in memory (e.g. a candidate INT8 model)."""
         import openvino as ov
 
         core = ov.Core()
-        try:
-            model = core.read_model(str(xml))
-        except RuntimeError as err:
-            raise OtxliteError(f"--load-weights {xml}: OpenVINO cannot read this IR ({err}).") from err
+        if isinstance(xml, ov.Model):
+            model, xml = xml, Path("<in-memory model>")
+        else:
+            try:
+                model = core.read_model(str(xml))
+            except RuntimeError as err:
+                raise OtxliteError(f"--load-weights {xml}: OpenVINO cannot read this IR ({err}).") from err
         self.metadata: ModelMetadata = read_metadata(model, Path(xml))
         # f32: CPUs with bf16 units would otherwise run FP32 layers in bf16 and drift from PyTorch's results.
         self.compiled = core.compile_model(model, device, {"PERFORMANCE_HINT": hint, "INFERENCE_PRECISION_HINT": "f32"})
