@@ -257,3 +257,24 @@ def test_model_api_runs_solov2(solov2_ir: Path, sample_dataset: Path) -> None:
     for got, want in zip(result.masks.astype(bool), expected):
         union = (got | want).sum()
         assert union == 0 or (got & want).sum() / union > 0.8
+
+
+def test_rpn_nms_suppresses_within_a_feature_level_only() -> None:
+    """As in MMDetection's RPN: of three overlapping proposals, the two of level 0 suppress each other, the one
+    of level 1 survives (mmdeploy's own RPN NMS keeps the best box alone), and comes back unshifted."""
+    import torch
+    from mmdeploy.codebase.mmdet.models.dense_heads import rpn_head
+
+    from otxlite.export.rpn_nms import level_aware_rpn_nms
+
+    boxes = torch.tensor([[[10.0, 10.0, 50.0, 50.0], [12.0, 12.0, 50.0, 50.0], [11.0, 11.0, 50.0, 50.0]]])
+    scores = torch.tensor([[[0.9], [0.8], [0.7]]])
+    args = dict(iou_threshold=0.7, score_threshold=0.0, pre_top_k=-1, keep_top_k=10)
+    original = rpn_head.multiclass_nms
+    plain, _ = original(boxes, scores, 10, **args)
+    with level_aware_rpn_nms([2, 1], (64, 64)):
+        per_level, _ = rpn_head.multiclass_nms(boxes, scores, 10, **args)
+    kept = lambda dets: dets[0][dets[0, :, 4] > 0].tolist()  # noqa: E731
+    assert kept(plain) == [[10.0, 10.0, 50.0, 50.0, pytest.approx(0.9)]]
+    assert kept(per_level) == [[10.0, 10.0, 50.0, 50.0, pytest.approx(0.9)], [11.0, 11.0, 50.0, 50.0, pytest.approx(0.7)]]
+    assert rpn_head.multiclass_nms is original  # restored after the block

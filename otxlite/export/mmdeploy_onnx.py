@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import warnings
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -27,6 +28,7 @@ import numpy as np
 from otxlite.console import is_verbose, prints_to_log
 from otxlite.errors import OtxliteError
 from otxlite.export.onnx_shim import torchscript_onnx_export
+from otxlite.export.rpn_nms import level_aware_rpn_nms
 
 ONNX_INPUT_NAME = "input"
 ONNX_OUTPUT_NAMES = ("dets", "labels", "masks")
@@ -131,7 +133,7 @@ def export_onnx(weights: Path, config: Any, spec: ModelSpec, work_dir: Path) -> 
     deploy_cfg = deploy_config(spec)
     save_file = deploy_cfg.onnx_config.save_file
     try:
-        with torchscript_onnx_export(), _quiet_openmmlab():
+        with torchscript_onnx_export(), _rpn_nms_as_in_mmdetection(config, spec), _quiet_openmmlab():
             mmdeploy.apis.torch2onnx(sample, str(work_dir), save_file, deploy_cfg, model_config(config, spec),
                                      str(weights), device="cpu")
     except Exception as err:  # mmdeploy and the exporter raise many types; the message says what failed
@@ -140,6 +142,23 @@ def export_onnx(weights: Path, config: Any, spec: ModelSpec, work_dir: Path) -> 
     if not onnx_path.is_file():
         raise OtxliteError(f"mmdeploy did not write {onnx_path}; see the log above.")
     return onnx_path
+
+
+def _rpn_nms_as_in_mmdetection(config: Any, spec: ModelSpec) -> Any:
+    """Level-aware RPN NMS for models with an RPN (Mask R-CNN); nothing for the others."""
+    from mmdet.registry import TASK_UTILS
+
+    model = config.model
+    if "rpn_head" not in model:
+        return nullcontext()
+    anchors = TASK_UTILS.build(copy.deepcopy(model.rpn_head.anchor_generator))
+    nms_pre = int(model.test_cfg.rpn.get("nms_pre", -1))
+    width, height = spec.input_size
+    sizes = []
+    for per_location, (stride_x, stride_y) in zip(anchors.num_base_priors, anchors.strides):
+        boxes = math.ceil(height / stride_y) * math.ceil(width / stride_x) * per_location
+        sizes.append(min(boxes, nms_pre) if nms_pre > 0 else boxes)
+    return level_aware_rpn_nms(sizes, spec.input_size)
 
 
 @contextmanager
