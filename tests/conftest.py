@@ -31,6 +31,13 @@ def sample_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """4 training and 2 validation images at 128 px: one iteration per epoch, for tests of the plumbing
+    (every template, resume, DDP, signals) rather than of what a model learns."""
+    return make_sample_dataset(tmp_path_factory.mktemp("tiny"), num_train=4, num_val=2, size=128)
+
+
+@pytest.fixture(scope="session")
 def trained_run(sample_dataset: Path, tmp_path_factory: pytest.TempPathFactory):
     """MaskRCNN-EfficientNetB2B trained from random weights for 6 epochs on the sample dataset."""
     from otxlite.engine.train import train
@@ -45,6 +52,14 @@ def exported_ir(trained_run, tmp_path_factory: pytest.TempPathFactory) -> Path:
     from otxlite.export import export_openvino
 
     return export_openvino(trained_run.weights, tmp_path_factory.mktemp("openvino"))
+
+
+@pytest.fixture(scope="session")
+def half_precision_ir(trained_run, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The session's trained model exported to OpenVINO IR with FP16 weights."""
+    from otxlite.export import export_openvino
+
+    return export_openvino(trained_run.weights, tmp_path_factory.mktemp("openvino_fp16"), half_precision=True)
 
 
 @pytest.fixture(scope="session")

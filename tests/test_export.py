@@ -25,10 +25,10 @@ F32 = {"INFERENCE_PRECISION_HINT": "f32"}  # CPUs with bf16 units otherwise run 
 
 
 @pytest.fixture(scope="module")
-def solov2_ir(sample_dataset, tmp_path_factory) -> Path:
+def solov2_ir(tiny_dataset, tmp_path_factory) -> Path:
     from otxlite.engine.train import train
 
-    run = train("SOLOv2", sample_dataset, output=tmp_path_factory.mktemp("solo"), pretrained=False,
+    run = train("SOLOv2", tiny_dataset, output=tmp_path_factory.mktemp("solo"), pretrained=False,
                 params=[p for p in FAST_PARAMS if not p.startswith("data.input_size")]
                 + ["data.input_size=[96,96]", "learning_parameters.num_iters=1"])
     return export_openvino(run.weights, tmp_path_factory.mktemp("solo_ir"))
@@ -207,8 +207,8 @@ def test_model_api_loads_ir_and_agrees(exported_ir: Path, sample_dataset: Path) 
     assert result.masks.shape == (len(result.bboxes), 128, 128)
 
 
-def test_half_precision_ir_is_smaller_and_close(exported_ir: Path, trained_run, tmp_path: Path, sample_dataset) -> None:
-    half = export_openvino(trained_run.weights, tmp_path, half_precision=True)
+def test_half_precision_ir_is_smaller_and_close(exported_ir: Path, half_precision_ir: Path, sample_dataset) -> None:
+    half = half_precision_ir
     ratio = half.with_suffix(".bin").stat().st_size / exported_ir.with_suffix(".bin").stat().st_size
     assert 0.4 < ratio < 0.6
     assert info(read_ir(half), "otxlite", "precision") == "FP16"

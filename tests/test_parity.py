@@ -62,13 +62,10 @@ def test_ir_detections_match_pytorch(pytorch_detector, exported_ir: Path, sample
     assert (best_iou >= 0.9).mean() >= 0.9, ((best_iou >= 0.9).sum(), len(best_iou))
 
 
-def test_ir_and_half_precision_mask_map_match_pytorch(trained_run, exported_ir: Path, sample_dataset: Path,
-                                                      tmp_path: Path) -> None:
-    from otxlite.export import export_openvino
-
+def test_ir_and_half_precision_mask_map_match_pytorch(trained_run, exported_ir: Path, half_precision_ir: Path,
+                                                      sample_dataset: Path, tmp_path: Path) -> None:
     pytorch, _ = evaluate(trained_run.weights, sample_dataset, tmp_path / "torch")
     fp32, _ = evaluate(exported_ir, sample_dataset, tmp_path / "fp32")
-    half = export_openvino(trained_run.weights, tmp_path / "fp16", half_precision=True)
-    fp16, _ = evaluate(half, sample_dataset, tmp_path / "fp16_eval")
+    fp16, _ = evaluate(half_precision_ir, sample_dataset, tmp_path / "fp16_eval")
     assert abs(fp32["mask_mAP"] - pytorch["mask_mAP"]) <= 0.01, (fp32["mask_mAP"], pytorch["mask_mAP"])
     assert abs(fp16["mask_mAP"] - pytorch["mask_mAP"]) <= 0.02, (fp16["mask_mAP"], pytorch["mask_mAP"])

@@ -98,19 +98,19 @@ def test_eval_rejects_unknown_label(trained_run, tmp_path: Path) -> None:
     assert "hexagon" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_resume_continues_from_last_checkpoint(sample_dataset: Path, tmp_path: Path) -> None:
-    first = train("MaskRCNN-ResNet18", sample_dataset, output=tmp_path,
+def test_resume_continues_from_last_checkpoint(tiny_dataset: Path, tmp_path: Path) -> None:
+    first = train("MaskRCNN-ResNet18", tiny_dataset, output=tmp_path,
                   params=FAST_PARAMS + ["learning_parameters.num_iters=1"], pretrained=False)
-    resumed = train("MaskRCNN-ResNet18", sample_dataset, params=FAST_PARAMS + ["learning_parameters.num_iters=2"],
+    resumed = train("MaskRCNN-ResNet18", tiny_dataset, params=FAST_PARAMS + ["learning_parameters.num_iters=2"],
                     resume_from=first.run_dir / "models/last.pth", pretrained=False)
     assert resumed.run_dir == first.run_dir
     rows = read_csv(tmp_path / "results.csv")
     assert [int(r["epoch"]) for r in rows] == [1, 2]
 
 
-def test_sigterm_leaves_loadable_last_checkpoint(sample_dataset: Path, tmp_path: Path) -> None:
+def test_sigterm_leaves_loadable_last_checkpoint(tiny_dataset: Path, tmp_path: Path) -> None:
     args = [sys.executable, "-m", "otxlite.cli", "train", "MaskRCNN-ResNet18", "--train-data-roots",
-            str(sample_dataset), "-o", str(tmp_path), "--no-pretrained", "--param", "learning_parameters.num_iters=50"]
+            str(tiny_dataset), "-o", str(tmp_path), "--no-pretrained", "--param", "learning_parameters.num_iters=50"]
     for param in FAST_PARAMS:
         args += ["--param", param]
     process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -133,22 +133,22 @@ def test_sigterm_leaves_loadable_last_checkpoint(sample_dataset: Path, tmp_path:
 
 @pytest.mark.parametrize("template", ["MaskRCNN-ResNet50", "MaskRCNN-ConvNeXt", "SOLOv2", "MaskRCNN-ResNet34",
                                       "MaskRCNN-ResNet101", "MaskRCNN-ResNet152"])
-def test_every_template_trains_one_epoch_and_evaluates(template: str, sample_dataset: Path, tmp_path: Path) -> None:
-    result = train(template, sample_dataset, output=tmp_path / "run",
+def test_every_template_trains_one_epoch_and_evaluates(template: str, tiny_dataset: Path, tmp_path: Path) -> None:
+    result = train(template, tiny_dataset, output=tmp_path / "run",
                    params=FAST_PARAMS + ["learning_parameters.num_iters=1"], pretrained=False)
     rows = read_csv(result.run_dir / "results.csv")
     assert len(rows) == 1 and float(rows[0]["loss"]) == pytest.approx(float(rows[0]["loss"]))  # finite (not NaN)
     assert float("inf") > float(rows[0]["loss"]) > 0
     from otxlite.evaluate import evaluate
 
-    report, path = evaluate(result.weights, sample_dataset, tmp_path / "eval")
+    report, path = evaluate(result.weights, tiny_dataset, tmp_path / "eval")
     assert path.is_file() and 0.0 <= report["mask_mAP"] <= 1.0
 
 
-def test_ddp_two_cpu_processes(sample_dataset: Path, tmp_path: Path) -> None:
+def test_ddp_two_cpu_processes(tiny_dataset: Path, tmp_path: Path) -> None:
     """torchrun with 2 CPU processes (gloo): one epoch, one run folder, metrics gathered from both ranks."""
     args = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531",
-            "-m", "otxlite.cli", "train", "MaskRCNN-ResNet18", "--train-data-roots", str(sample_dataset),
+            "-m", "otxlite.cli", "train", "MaskRCNN-ResNet18", "--train-data-roots", str(tiny_dataset),
             "-o", str(tmp_path), "--no-pretrained", "--param", "learning_parameters.num_iters=1"]
     for param in FAST_PARAMS:
         args += ["--param", param]
@@ -158,11 +158,11 @@ def test_ddp_two_cpu_processes(sample_dataset: Path, tmp_path: Path) -> None:
     log = next((tmp_path / "logs").rglob("*.log")).read_text()
     assert "Distributed training: True" in log
     rows = read_csv(tmp_path / "results.csv")
-    assert len(rows) == 1 and float(rows[0]["val/num_images"]) == 8
+    assert len(rows) == 1 and float(rows[0]["val/num_images"]) == 2
     assert (tmp_path / "models/weights.pth").is_file()
 
 
-def test_load_weights_from_plain_mmdetection_checkpoint(sample_dataset: Path, tmp_path: Path) -> None:
+def test_load_weights_from_plain_mmdetection_checkpoint(tiny_dataset: Path, tmp_path: Path) -> None:
     """An MMDetection checkpoint with 80 COCO classes: backbone and neck load, the class heads are re-initialised."""
     from mmdet.registry import MODELS
     from mmdet.utils import register_all_modules
@@ -178,7 +178,7 @@ def test_load_weights_from_plain_mmdetection_checkpoint(sample_dataset: Path, tm
     checkpoint = tmp_path / "mask_rcnn_coco.pth"
     torch.save({"state_dict": coco_model.state_dict(), "meta": {"dataset_meta": {"classes": ["person"] * 80}}},
                checkpoint)
-    result = otxlite("train", "MaskRCNN-ResNet18", "--train-data-roots", str(sample_dataset), "-o",
+    result = otxlite("train", "MaskRCNN-ResNet18", "--train-data-roots", str(tiny_dataset), "-o",
                      str(tmp_path / "run"), "--load-weights", str(checkpoint), "--param",
                      "learning_parameters.num_iters=1", *[arg for p in FAST_PARAMS for arg in ("--param", p)])
     assert result.returncode == 0, result.stderr[-2000:]
