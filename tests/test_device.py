@@ -91,6 +91,13 @@ def test_auto_falls_back_by_hiding_the_gpus_with_one_warning(monkeypatch, capsys
     assert err.count("Warning:") == 1 and "no CUDA kernels" in err
 
 
+def test_fall_back_refused_once_cuda_has_started(monkeypatch) -> None:
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # CUDA started before the GPU could be hidden
+    with pytest.raises(OtxliteError, match="Run again with --device cpu"):
+        use_device("auto", GPU_CPU_MMCV)
+
+
 def test_only_rank_zero_warns_under_torchrun(monkeypatch, capsys) -> None:
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     monkeypatch.setenv("RANK", "1")

@@ -197,6 +197,12 @@ def use_device(requested: str, probe: CudaProbe | None = None) -> str:
         err_console.print(f"[yellow]Warning:[/] {choice.warning}", soft_wrap=True)
     if choice.device == "cpu":
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
+        if choice.warning:  # a GPU is there. CUDA reads the variable when it starts; had it started already
+            import torch  # (counting GPUs without NVML starts it), mmengine would still put the model on the GPU
+
+            if torch.cuda.is_available():
+                raise OtxliteError("--device auto: CUDA had already started in this process, so the GPU cannot be "
+                                   "hidden for the fall-back to the CPU. Run again with --device cpu.")
     return choice.device
 
 
