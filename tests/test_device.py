@@ -174,14 +174,12 @@ def test_every_template_has_precision_auto_and_it_can_be_set() -> None:
 
 
 def test_a_template_may_set_its_own_precision(tmp_path: Path) -> None:
-    source = load_template("MaskRCNN-EfficientNetB2B").path
-    text = source.read_text().replace("    batch_size: 4\n", "    batch_size: 4\n    precision: bf16\n")
-    custom = source.parent / f".test_precision_{os.getpid()}.yaml"  # model_config is relative to the template
-    custom.write_text(text)
-    try:
-        assert load_template(str(custom)).hyper_parameters["learning_parameters"]["precision"] == "bf16"
-    finally:
-        custom.unlink()
+    source = load_template("MaskRCNN-EfficientNetB2B")
+    text = source.path.read_text().replace("    batch_size: 4\n", "    batch_size: 4\n    precision: bf16\n")
+    text = "\n".join(f"model_config: {source.model_config}" if line.startswith("model_config:") else line
+                     for line in text.splitlines())
+    (tmp_path / "custom.yaml").write_text(text)
+    assert load_template(str(tmp_path / "custom.yaml")).hyper_parameters["learning_parameters"]["precision"] == "bf16"
 
 
 def base_config() -> dict:
