@@ -136,6 +136,16 @@ def test_real_probe_reads_mmcv_and_torch() -> None:
             choose_device("cuda", probe)
 
 
+def test_op_check_reports_the_error_of_its_child_process() -> None:
+    from otxlite.engine.device import cuda_op_error
+
+    error = cuda_op_error()  # mmcv's NMS and RoIAlign on the GPU, in a child process
+    if torch.cuda.is_available() and probe_cuda(run_op=False).mmcv_cuda:
+        assert error is None
+    else:  # no GPU, or CPU-only ops: the child's last error line, e.g. "RuntimeError: Found no NVIDIA driver ..."
+        assert error and "\n" not in error and "Error" in error
+
+
 def otxlite(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "otxlite.cli", *args], capture_output=True, text=True, cwd=cwd,
                           env={**os.environ, "COLUMNS": "200", "TERM": "dumb"}, timeout=300)

@@ -29,9 +29,11 @@ DEVICES = ("auto", "cuda", "cpu")
 AMP_DTYPES = {"fp16": "float16", "bf16": "bfloat16"}
 MMCV_VERSION = "2.1.0"
 
-# NMS and RoIAlign of mmcv on the GPU: run in a child process, so this one can still fall back to the CPU.
+# NMS and RoIAlign of mmcv on the GPU (under torchrun, this rank's): run in a child process, so this one can
+# still fall back to the CPU.
 _OP_CHECK = """
-import torch, mmcv.ops
+import os, torch, mmcv.ops
+torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
 boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [1.0, 1.0, 10.0, 10.0]], device="cuda")
 mmcv.ops.nms(boxes, torch.tensor([0.9, 0.8], device="cuda"), 0.5)
 rois = torch.tensor([[0.0, 0.0, 0.0, 4.0, 4.0]], device="cuda")
