@@ -32,20 +32,7 @@ app = typer.Typer(
 Output = Annotated[Optional[Path], typer.Option("--output", "-o", help="Run folder (default: a new folder under otxlite-runs/).")]
 Verbose = Annotated[bool, typer.Option("--verbose", help="Show full tracebacks on errors, and the libraries' own log messages.")]
 DataFormat = Annotated[Optional[str], typer.Option("--data-format", help=f"Force a dataset format: {', '.join(FORMATS)} (default: detected).")]
-Device = Annotated[str, typer.Option("--device", help="cpu, cuda or auto.")]
-
-
-def _use_device(device: str) -> None:
-    """Hide GPUs for --device cpu; fail early if cuda is asked for but absent."""
-    if device not in ("auto", "cpu", "cuda"):
-        raise OtxliteError(f"--device {device}: choose cpu, cuda or auto.")
-    if device == "cpu":
-        os.environ["CUDA_VISIBLE_DEVICES"] = ""
-    elif device == "cuda":
-        import torch
-
-        if not torch.cuda.is_available():
-            raise OtxliteError("--device cuda: no CUDA device is available here. Use --device cpu.")
+Device = Annotated[str, typer.Option("--device", help="auto (the GPU when mmcv's ops have CUDA kernels, else the CPU with a warning), cuda or cpu.")]
 
 
 def _version(value: bool) -> None:
@@ -89,7 +76,11 @@ def train(
 
     Example: otxlite train MaskRCNN-EfficientNetB2B --train-data-roots data/sample -o runs/effnet
     """
-    _use_device(device)
+    from otxlite.engine.device import use_device
+    from otxlite.templates import apply_overrides, load_template
+
+    apply_overrides(load_template(template).hyper_parameters, param or [])  # bad input fails before the device check
+    use_device(device)
     from otxlite.engine.train import train as run_training
     from otxlite.summary import print_summary
 
@@ -114,7 +105,12 @@ def evaluate(
     verbose: Verbose = False,
 ) -> None:
     """Measure a model with COCO mask/bbox mAP, mAP@50, F-measure and per-class mask mAP; writes performance.json."""
-    _use_device(device)
+    from otxlite.model_files import ModelKind, model_kind
+
+    if model_kind(load_weights) is ModelKind.PYTORCH:  # an IR runs on OpenVINO's CPU plugin whatever --device says
+        from otxlite.engine.device import use_device
+
+        use_device(device)
     from otxlite.evaluate import evaluate as run_evaluation
     from otxlite.summary import print_summary
 

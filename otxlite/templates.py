@@ -19,6 +19,9 @@ from otxlite.errors import OtxliteError
 
 TEMPLATES_ROOT = Path(__file__).resolve().parent.parent / "templates"
 REQUIRED_KEYS = ("model_template_id", "name", "task_type", "model_config", "hyper_parameters")
+PRECISIONS = ("auto", "fp16", "bf16", "fp32")  # auto: mixed precision (fp16) on CUDA, fp32 on the CPU
+# Hyper-parameters every template has without listing them; a template's own value wins.
+DEFAULT_HYPER_PARAMETERS: dict[str, dict[str, Any]] = {"learning_parameters": {"precision": "auto"}}
 
 
 @dataclass(frozen=True)
@@ -73,7 +76,8 @@ def load_template_file(path: Path) -> Template:
         )
     if not isinstance(raw["hyper_parameters"], dict):
         raise OtxliteError(f"Template {path}: `hyper_parameters` must be a mapping.")
-    for key, value in flatten_keys(raw["hyper_parameters"]).items():
+    hyper_parameters = with_defaults(raw["hyper_parameters"])
+    for key, value in flatten_keys(hyper_parameters).items():
         check_allowed(key, value, source=f"Template {path}: hyper_parameters")
     return Template(
         path=path.resolve(),
@@ -82,7 +86,7 @@ def load_template_file(path: Path) -> Template:
         task_type=str(raw["task_type"]),
         summary=str(raw.get("summary", "")).strip(),
         model_config=model_config,
-        hyper_parameters=raw["hyper_parameters"],
+        hyper_parameters=hyper_parameters,
         gigaflops=raw.get("gigaflops"),
         size=raw.get("size"),
         coco_checkpoint=raw.get("coco_checkpoint"),
@@ -108,6 +112,16 @@ def load_template(reference: str) -> Template:
         f"Unknown template '{reference}'.{hint} Give a template YAML path, id or name; "
         f"`otxlite find` lists them: {', '.join(t.name for t in templates)}."
     )
+
+
+def with_defaults(hyper_parameters: dict[str, Any]) -> dict[str, Any]:
+    """``hyper_parameters`` with the ``DEFAULT_HYPER_PARAMETERS`` it does not set itself."""
+    merged = copy.deepcopy(hyper_parameters)
+    for section, defaults in DEFAULT_HYPER_PARAMETERS.items():
+        if isinstance(merged.setdefault(section, {}), dict):
+            for key, value in defaults.items():
+                merged[section].setdefault(key, value)
+    return merged
 
 
 def flatten_keys(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -208,6 +222,7 @@ ALLOWED = {
     "optimization.subset_size": Allowed(low=1),
     "optimization.preset": Allowed(choices=("performance", "mixed")),
     "optimization.max_accuracy_drop": Allowed(low=0, high=1),
+    "learning_parameters.precision": Allowed(choices=PRECISIONS),
 }
 
 

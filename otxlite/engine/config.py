@@ -17,6 +17,7 @@ from typing import Any
 
 from mmengine.config import Config
 
+from otxlite.engine.device import cuda_settings
 from otxlite.engine.pretrained import COCO, IMAGENET, RANDOM
 from otxlite.errors import OtxliteError
 from otxlite.templates import Template
@@ -316,6 +317,7 @@ def build_runner_config(
             val_cfg=dict(type="ValLoop"),
             val_evaluator=dict(type="InstanceSegMetric", ann_file=str(val_ann), labels=labels),
         )
+    cuda_settings(cfg, learning.get("precision", "auto"), cuda)  # mixed precision and pinned memory on CUDA
     return Config(cfg)
 
 

@@ -72,12 +72,18 @@ def build_runner(cfg: Config) -> Any:
 
 def _init_distributed() -> None:
     """Join torchrun's process group ourselves: mmengine's ``init_dist`` calls ``torch.cuda.set_device``,
-    which a CPU-only torch lacks. The Runner then sees an initialised group and skips its own."""
+    which a CPU-only torch lacks. The Runner then sees an initialised group and skips its own.
+    On GPUs: NCCL, one GPU per process (torchrun's ``LOCAL_RANK``), which the Runner moves the model to."""
     import torch
     import torch.distributed as dist
 
-    if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+    if dist.is_initialized():
+        return
+    if torch.cuda.is_available():
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group(backend="nccl")
+    else:
+        dist.init_process_group(backend="gloo")
 
 
 @contextlib.contextmanager
