@@ -54,11 +54,15 @@ step "build tools and mmcv's runtime dependencies"
 
 build_plan="$(plan)"
 eval "$build_plan"  # MMCV_BUILD, MMCV_REASON; for cuda: CUDA_HOME, TORCH_CUDA_ARCH_LIST, MMCV_CACHE_TAG, MMCV_CUDART
-mmcv_ok() {  # mmcv's compiled ops import, and have CUDA kernels when this machine's build wants them
+mmcv_ok() {  # mmcv's compiled ops import and answer, with CUDA kernels when this machine's build wants them.
+    # Status: 0 yes; 2 no CUDA kernels; 3 they do not import; 128+N the call crashed with signal N.
     "$PY" - "$MMCV_BUILD" <<'PY' 2>/dev/null
 import sys
-from mmcv.ops import get_compiling_cuda_version
-sys.exit(sys.argv[1] == "cuda" and get_compiling_cuda_version() == "not available")
+try:
+    from mmcv.ops import get_compiling_cuda_version
+except ImportError:
+    sys.exit(3)
+sys.exit(2 if sys.argv[1] == "cuda" and get_compiling_cuda_version() == "not available" else 0)
 PY
 }
 if [ "$MMCV_BUILD" = cuda ]; then
@@ -113,7 +117,14 @@ else
         step "cached the mmcv wheel in $cache"
     fi
     "$PY" -c 'import mmcv.ops' || die "mmcv is installed but its compiled ops do not import (see above)."
-    mmcv_ok || die "mmcv is installed, but its ops have no CUDA kernels (is a CPU-built wheel in $cache?)."
+    status=0
+    mmcv_ok || status=$?
+    if [ "$status" -ge 128 ]; then  # seen with a CC/CXX compiler wrapper: the build links, its first call crashes
+        rm -f "$cache"/mmcv-"$MMCV_VERSION"-*.whl
+        die "mmcv $MMCV_VERSION was built (CXX=${CXX:-g++}, CC=${CC:-gcc}), but calling its compiled ops crashes (signal $((status - 128))). Rebuild with the system compiler: CC=/usr/bin/gcc CXX=/usr/bin/g++ bash scripts/setup.sh (the broken wheel was removed from $cache)."
+    fi
+    [ "$status" = 2 ] && die "mmcv is installed, but its ops have no CUDA kernels (is a CPU-built wheel in $cache?)."
+    [ "$status" = 0 ] || die "mmcv is installed but its compiled ops do not import (status $status)."
 fi
 
 step "otxlite and its dependencies (editable, with the dev extra)"

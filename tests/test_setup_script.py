@@ -208,3 +208,30 @@ def test_setup_on_a_gpu_machine_builds_mmcv_with_cuda(checkout: Path, tmp_path: 
     assert [p.name.rsplit("-", 2)[1:] for p in cache.iterdir()] == [[f"cuda{torch.version.cuda}", "sm90"]]
     assert f"FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST=9.0+PTX CUDA_HOME={home} LIBRARY_PATH=" in wheel
     assert not wheel.endswith("LIBRARY_PATH="), "PyPI-style toolkit: a libcudart.so link for the linker"
+
+
+@no_real_gpu
+def test_setup_removes_an_mmcv_build_that_crashes_and_says_which_compiler_built_it(checkout: Path) -> None:
+    """Seen on an H100 machine whose CC/CXX named a compiler wrapper: mmcv built and imported, and its first call
+    (get_compiling_cuda_version) crashed. setup.sh must not call that 'no CUDA kernels', nor keep the wheel."""
+    if shutil.which("g++") is None:
+        pytest.skip("setup.sh needs g++ before it builds")
+    write_executable(checkout / ".venv" / "bin" / "python", f"""#!/bin/sh
+if [ "$1" = "-m" ] && [ "$2" = pip ]; then
+    echo "$*" >> "$PIP_LOG"
+    out=""; for arg in "$@"; do [ "$prev" = "-w" ] && out=$arg; prev=$arg; done
+    [ -n "$out" ] && touch "$out/mmcv-2.1.0-cp312-cp312-linux_x86_64.whl"
+    exit 0
+fi
+[ "$1" = "-" ] && kill -SEGV $$  # the mmcv check: its call into the compiled ops crashes
+exec {shlex.quote(sys.executable)} "$@"
+""")
+    wrapper = write_executable(checkout / "wrapper" / "g++", '#!/bin/sh\nexec g++ "$@"\n')
+    result = run_setup(checkout, environment(CXX=str(wrapper), CC="/opt/wrapper/gcc"))
+    out = result.stdout + result.stderr
+    assert result.returncode == 1, out
+    assert "building from source with ops" in out
+    assert f"(CXX={wrapper}, CC=/opt/wrapper/gcc), but calling its compiled ops crashes (signal 11)" in out
+    assert "CC=/usr/bin/gcc CXX=/usr/bin/g++ bash scripts/setup.sh" in out
+    assert "no CUDA kernels" not in out
+    assert not list((checkout / "cache").rglob("mmcv-*.whl")), "the broken wheel is not kept for the next run"
