@@ -64,7 +64,7 @@ def write_json_atomic(path: Path, data: Any, indent: int | None = 2) -> Path:
     return write_text_atomic(path, json.dumps(data, indent=indent))
 
 
-def save_ir_atomic(model: Any, xml: Path, compress_to_fp16: bool = False) -> Path:
+def save_ir_atomic(model: Any, xml: Path) -> Path:
     """Save an OpenVINO IR pair so that neither file is ever half-written at its final name (the .bin is
     renamed first: an ``openvino.xml`` on disk always has its weights beside it)."""
     import openvino as ov
@@ -72,7 +72,7 @@ def save_ir_atomic(model: Any, xml: Path, compress_to_fp16: bool = False) -> Pat
     xml = Path(xml)
     tmp = xml.with_name(f".{xml.stem}.tmp.xml")
     try:
-        ov.save_model(model, str(tmp), compress_to_fp16=compress_to_fp16)
+        ov.save_model(model, str(tmp), compress_to_fp16=False)  # FP16 weights: otxlite.fp16_weights
         os.replace(tmp.with_suffix(".bin"), xml.with_suffix(".bin"))
         os.replace(tmp, xml)
     except (OSError, RuntimeError) as err:  # OpenVINO reports a failed write as RuntimeError

@@ -24,6 +24,7 @@ from otxlite.accuracy_control import BoundResult, quantize_within_bound
 from otxlite.console import console, err_console
 from otxlite.errors import OtxliteError
 from otxlite.fileio import save_ir_atomic, write_json_atomic
+from otxlite.fp16_weights import compress_float_weights
 from otxlite.model_files import openvino_model
 from otxlite.runs import run_folder
 
@@ -203,32 +204,6 @@ def _keep_within_bound(quantized: Any, fp32: Any, val_root: Path, run_dir: Path,
                                "images (--subset-size), or pass --accept-accuracy-drop to save it anyway.")
         err_console.print(f"[yellow]Warning:[/] {message} Saved anyway (--accept-accuracy-drop).")
     return result
-
-
-def compress_float_weights(model: Any, min_size: int = 1024) -> int:
-    """Store the FP32 weights NNCF left unquantized (e.g. EfficientNet's squeeze-excitation convolutions,
-    which NNCF keeps out of INT8 on purpose) as FP16 followed by a Convert, as OpenVINO's own FP16
-    compression does. Returns the number of weights compressed."""
-    import openvino as ov
-    import openvino.opset13 as ops
-
-    weight_users = {"Convolution", "GroupConvolution", "ConvolutionBackpropData", "MatMul"}
-    count = 0
-    for op in model.get_ordered_ops():
-        if op.get_type_name() != "Constant" or op.get_output_element_type(0) != ov.Type.f32:
-            continue
-        targets = list(op.output(0).get_target_inputs())
-        if not targets or any(t.get_node().get_type_name() not in weight_users or t.get_index() != 1
-                              for t in targets):
-            continue
-        data = op.get_data()
-        if data.size < min_size:
-            continue
-        half = ops.convert(ops.constant(data.astype(np.float16)), ov.Type.f32)
-        for target in targets:
-            target.replace_source_output(half.output(0))
-        count += 1
-    return count
 
 
 def _compare(fp32_xml: Path, int8_xml: Path, val_root: Path, run_dir: Path, data_format: str | None,

@@ -93,3 +93,11 @@ def coins_run(coins: Path, tmp_path_factory: pytest.TempPathFactory):
                  params=["learning_parameters.num_iters=30", "learning_parameters.batch_size=2",
                          "learning_parameters.learning_rate_warmup_iters=5", "data.input_size=[256,256]",
                          "learning_parameters.num_workers=0"])
+
+
+@pytest.fixture(scope="session")
+def coins_ir(coins_run, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The coins model exported to OpenVINO IR (FP32)."""
+    from otxlite.export import export_openvino
+
+    return export_openvino(coins_run.weights, tmp_path_factory.mktemp("coins_openvino"))

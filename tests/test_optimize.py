@@ -76,13 +76,11 @@ def test_foreign_ir_is_refused(exported_ir: Path, sample_dataset: Path, tmp_path
 
 
 @pytest.mark.slow
-def test_int8_of_a_model_that_learned_keeps_the_bound(coins_run, coins: Path, coins_val: Path,
+def test_int8_of_a_model_that_learned_keeps_the_bound(coins_ir: Path, coins: Path, coins_val: Path,
                                                       tmp_path: Path) -> None:
     """On a model trained on a real photo (it detects the held-out coins), the saved INT8 IR evaluated by
     `otxlite eval` stays within --max-accuracy-drop of the saved FP32 IR evaluated the same way."""
-    from otxlite.export import export_openvino
-
-    fp32 = export_openvino(coins_run.weights, tmp_path / "fp32")
+    fp32 = coins_ir
     result = otxlite("optimize", "--load-weights", str(fp32), "--train-data-roots", str(coins),
                      "--val-data-roots", str(coins_val), "-o", str(tmp_path / "int8"), "--max-accuracy-drop", "0.01")
     assert result.returncode == 0, result.stderr

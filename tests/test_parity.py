@@ -62,10 +62,17 @@ def test_ir_detections_match_pytorch(pytorch_detector, exported_ir: Path, sample
     assert (best_iou >= 0.9).mean() >= 0.9, ((best_iou >= 0.9).sum(), len(best_iou))
 
 
-def test_ir_and_half_precision_mask_map_match_pytorch(trained_run, exported_ir: Path, half_precision_ir: Path,
-                                                      sample_dataset: Path, tmp_path: Path) -> None:
-    pytorch, _ = evaluate(trained_run.weights, sample_dataset, tmp_path / "torch")
-    fp32, _ = evaluate(exported_ir, sample_dataset, tmp_path / "fp32")
-    fp16, _ = evaluate(half_precision_ir, sample_dataset, tmp_path / "fp16_eval")
+@pytest.mark.slow
+def test_ir_and_half_precision_mask_map_match_pytorch(coins_run, coins_ir: Path, coins_val: Path,
+                                                      tmp_path: Path) -> None:
+    """On a model that learned (the coins photo), the FP32 IR's mask mAP is the PyTorch model's within 0.01,
+    the FP16 IR's within 0.02 (a model that detects almost nothing would make any difference look like noise)."""
+    from otxlite.export import export_openvino
+
+    half_precision_ir = export_openvino(coins_run.weights, tmp_path / "fp16", half_precision=True)
+    pytorch, _ = evaluate(coins_run.weights, coins_val, tmp_path / "torch")
+    fp32, _ = evaluate(coins_ir, coins_val, tmp_path / "fp32_eval")
+    fp16, _ = evaluate(half_precision_ir, coins_val, tmp_path / "fp16_eval")
+    assert pytorch["mask_mAP"] >= 0.3, f"the model must have learned for this test to mean anything: {pytorch}"
     assert abs(fp32["mask_mAP"] - pytorch["mask_mAP"]) <= 0.01, (fp32["mask_mAP"], pytorch["mask_mAP"])
     assert abs(fp16["mask_mAP"] - pytorch["mask_mAP"]) <= 0.02, (fp16["mask_mAP"], pytorch["mask_mAP"])

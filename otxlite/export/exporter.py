@@ -17,6 +17,7 @@ from otxlite.engine.checkpoint import load_weights, weights_config
 from otxlite.export.mmdeploy_onnx import export_onnx, model_spec
 from otxlite.export.openvino_ir import convert_onnx, model_info, otxlite_info, set_rt_info
 from otxlite.fileio import save_ir_atomic
+from otxlite.fp16_weights import compress_float_weights
 
 IR_NAME = "openvino"
 
@@ -37,7 +38,9 @@ def export_openvino(weights: Path, output_dir: Path, half_precision: bool = Fals
             "model_info": model_info(spec, payload["labels"], payload["confidence_threshold"]),
             "otxlite": otxlite_info(spec, payload["labels"], payload["template_id"], half_precision),
         })
-        save_ir_atomic(model, xml_path, compress_to_fp16=half_precision)
+        if half_precision:
+            compress_float_weights(model)
+        save_ir_atomic(model, xml_path)
     save_label_schema(payload["labels"], output_dir / SCHEMA_FILE)
     return xml_path
 
