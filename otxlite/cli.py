@@ -84,8 +84,9 @@ def train(
     from otxlite.engine.train import train as run_training
     from otxlite.summary import print_summary
 
-    result = run_training(template, train_data_roots, val_data_roots, output, param or [], load_weights, resume_from,
-                          not no_pretrained, data_format, skip_bad_images)
+    result = run_training(template, train_data_roots, val_root=val_data_roots, output=output, params=param or [],
+                          load_weights=load_weights, resume_from=resume_from, pretrained=not no_pretrained,
+                          data_format=data_format, skip_bad_images=skip_bad_images)
     if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 reports
         return
     print_summary("Training finished", result.performance, {

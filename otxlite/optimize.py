@@ -22,6 +22,7 @@ import numpy as np
 
 from otxlite.accuracy_control import BoundResult, quantize_within_bound
 from otxlite.console import console, err_console
+from otxlite.core.artifacts import is_optimized
 from otxlite.errors import OtxliteError
 from otxlite.fileio import save_ir_atomic, write_json_atomic
 from otxlite.fp16_weights import compress_float_weights
@@ -66,7 +67,7 @@ def ignored_scope(model: Any) -> Any:
 
 def is_quantized(model: Any) -> bool:
     """True if the IR already holds FakeQuantize/FakeConvert operations or otxlite INT8 metadata."""
-    if model.has_rt_info(["otxlite", "optimization"]):
+    if is_optimized(model):
         return True
     return any(op.get_type_name() in ("FakeQuantize", "FakeConvert") for op in model.get_ordered_ops())
 
@@ -89,13 +90,12 @@ def median_latency_ms(xml: Path, image: np.ndarray, runs: int = 10) -> float:
     from otxlite.inference.predictor import Predictor
 
     predictor = Predictor(xml, hint="LATENCY")
-    request = predictor.compiled.create_infer_request()
     tensor = predictor.preprocess(image)
-    request.infer({0: tensor})
+    predictor.pool.infer(tensor)
     times = []
     for _ in range(runs):
         start = time.perf_counter()
-        request.infer({0: tensor})
+        predictor.pool.infer(tensor)
         times.append((time.perf_counter() - start) * 1000)
     return float(np.median(times))
 
@@ -114,7 +114,7 @@ def optimize(load_weights: Path, train_root: Path, val_root: Path | None = None,
 
     logging.getLogger("nncf").setLevel(logging.WARNING)  # keep NNCF's progress bars, drop its per-node INFO lines
     from otxlite.inference.images import read_image
-    from otxlite.inference.metadata import read_metadata
+    from otxlite.core.artifacts import read_metadata, write_metadata
     from otxlite.inference.predictor import preprocess
 
     if preset not in ("performance", "mixed"):
@@ -153,9 +153,7 @@ def optimize(load_weights: Path, train_root: Path, val_root: Path | None = None,
     if bound is not None:
         info |= {"max_accuracy_drop": str(max_accuracy_drop), "measured_drop": f"{bound.drop:.4f}",
                  "fp32_layers": str(bound.fp32_layers), "fp32_groups": " ".join(bound.fp32_groups)}
-    for key, value in info.items():
-        quantized.set_rt_info(value, ["otxlite", "optimization", key])
-    quantized.set_rt_info("INT8", ["otxlite", "precision"])
+    write_metadata(quantized, metadata.quantized(info))
     xml = save_ir_atomic(quantized, run_dir / "openvino.xml")
     if (fp32_xml.parent / "label_schema.json").is_file() and fp32_xml.parent != run_dir:
         shutil.copy(fp32_xml.parent / "label_schema.json", run_dir / "label_schema.json")

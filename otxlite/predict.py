@@ -65,18 +65,17 @@ def predict(load_weights: Path, source: str, output: Path | None = None, confide
 
         def on_result(key: tuple[int, Path, Any], prediction: Prediction) -> None:
             index, path, image = key
-            kept = prediction.above(threshold)
             height, width = image.shape[:2]
             name = _display_name(path, base)
-            entry = to_azureml(name, kept, labels, width, height, max_polygon_points)
-            overlay = draw_instances(image, list(kept.masks), kept.boxes, kept.labels.tolist(),
-                                     [labels[i] for i in kept.labels], kept.scores)
+            entry = to_azureml(name, prediction, labels, width, height, max_polygon_points)
+            overlay = draw_instances(image, list(prediction.masks), prediction.boxes, prediction.labels.tolist(),
+                                     [labels[i] for i in prediction.labels], prediction.scores)
             with atomic_path(overlays / (name.replace("/", "__").rsplit(".", 1)[0] + ".png")) as tmp:
                 cv2.imwrite(str(tmp), overlay)
             entries[index] = entry
             progress.advance(task)
 
-        predictor.predict_async(readable(), on_result)
+        predictor.predict_async(readable(), on_result, threshold)
     ordered = [entries[i] for i in sorted(entries)]
     predictions = write_json_atomic(run_dir / "predictions.json", ordered)
     return PredictResult(predictions, overlays, len(ordered), sum(len(e["boxes"]) for e in ordered), skipped)

@@ -17,7 +17,7 @@ import yaml
 
 from otxlite.errors import OtxliteError
 
-TEMPLATES_ROOT = Path(__file__).resolve().parent.parent / "templates"
+TEMPLATES_ROOT = Path(__file__).resolve().parent / "assets" / "templates"  # package data (top-level link: templates/)
 REQUIRED_KEYS = ("model_template_id", "name", "task_type", "model_config", "hyper_parameters")
 PRECISIONS = ("auto", "fp16", "bf16", "fp32")  # auto: mixed precision (fp16) on CUDA, fp32 on the CPU
 # Hyper-parameters every template has without listing them; a template's own value wins.

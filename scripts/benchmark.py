@@ -207,7 +207,7 @@ def phase_pytorch(spec: dict[str, Any]) -> dict[str, Any]:
     from mmdet.utils import register_all_modules
     from mmengine.utils import import_modules_from_strings
 
-    from otxlite.engine.checkpoint import save_weights
+    from otxlite.core.artifacts import save_weights
     from otxlite.engine.config import build_runner_config
     from otxlite.templates import apply_overrides, load_template
 
@@ -305,7 +305,7 @@ def phase_openvino(spec: dict[str, Any]) -> dict[str, Any]:
     import cv2
     import openvino as ov
 
-    from otxlite.inference.metadata import read_metadata
+    from otxlite.core.artifacts import read_metadata
     from otxlite.inference.predictor import decode_outputs, preprocess, request_outputs
 
     xml, hint = spec["xml"], spec["hint"]

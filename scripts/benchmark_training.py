@@ -112,7 +112,19 @@ def _timing_hook(warmup: int) -> Any:
             self.losses: list[float] = []
             self.epoch_start = self.epoch_end = 0.0
             self.rss_at_start = 0.0
+            self.run_start = self.run_end = 0.0  # runner.train()'s before_run and after_run
             self.hook_s: dict[tuple[str, str], float] = {}
+
+        def before_run(self, runner: Any) -> None:
+            self.run_start = time.perf_counter()
+
+        def after_run(self, runner: Any) -> None:
+            self.run_end = time.perf_counter()
+
+        def timings(self, start: float) -> dict[str, float]:
+            """Seconds from ``start`` to the run (setup), of runner.train()'s run, and in all until now."""
+            return {"setup_s": round(self.run_start - start, 4), "train_call_s": round(self.run_end - self.run_start, 4),
+                    "total_s": round(time.perf_counter() - start, 4)}
 
         def before_train_epoch(self, runner: Any) -> None:
             for other in runner.hooks:
@@ -176,35 +188,9 @@ def _timing_hook(warmup: int) -> Any:
 
 
 def _run_otxlite(spec: dict[str, Any]) -> dict[str, Any]:
-    import otxlite.engine.config as config_module
-    import otxlite.engine.runner as runner_module
     from otxlite.engine.train import train
 
     hook = _timing_hook(spec["warmup"])
-    timings: dict[str, float] = {}
-    original_config, original_build = config_module.build_runner_config, runner_module.build_runner
-
-    def config_without_validation(template, hyper_parameters, labels, train_ann, val_ann, work_dir, **kwargs):
-        return original_config(template, hyper_parameters, labels, train_ann, None, work_dir, **kwargs)
-
-    def build_and_instrument(cfg: Any) -> Any:
-        runner = original_build(cfg)
-        runner.register_hook(hook)
-        train_method = runner.train
-
-        def timed_train() -> Any:
-            timings["setup_s"] = time.perf_counter() - timings["start"]
-            start = time.perf_counter()
-            try:
-                return train_method()
-            finally:
-                timings["train_call_s"] = time.perf_counter() - start
-
-        runner.train = timed_train
-        return runner
-
-    config_module.build_runner_config = config_without_validation
-    runner_module.build_runner = build_and_instrument
     size = spec["input_size"]
     params = [
         "learning_parameters.num_iters=1",
@@ -212,12 +198,10 @@ def _run_otxlite(spec: dict[str, Any]) -> dict[str, Any]:
         f"learning_parameters.batch_size={spec['batch_size']}",
         f"learning_parameters.num_workers={spec['workers']}",
     ]
-    timings["start"] = time.perf_counter()
+    start = time.perf_counter()
     train(spec["template"], Path(spec["data"]), output=Path(spec["work_dir"]) / "run", params=params,
-          pretrained=False)
-    timings["total_s"] = time.perf_counter() - timings["start"]
-    timings.pop("start")
-    return {**hook.result(), **{k: round(v, 4) for k, v in timings.items()}}
+          pretrained=False, extra_hooks=[hook], validate=False)
+    return {**hook.result(), **hook.timings(start)}
 
 
 def _run_plain(spec: dict[str, Any]) -> dict[str, Any]:
@@ -230,13 +214,9 @@ def _run_plain(spec: dict[str, Any]) -> dict[str, Any]:
     cfg.work_dir = str(Path(spec["work_dir"]) / "run")
     runner = Runner.from_cfg(cfg)
     runner.register_hook(hook)
-    setup = time.perf_counter() - start
-    train_start = time.perf_counter()
     runner.train()
-    train_call = time.perf_counter() - train_start
     del runner
-    return {**hook.result(), "setup_s": round(setup, 4), "train_call_s": round(train_call, 4),
-            "total_s": round(time.perf_counter() - start, 4)}
+    return {**hook.result(), **hook.timings(start)}
 
 
 def worker(spec: dict[str, Any]) -> None:

@@ -23,6 +23,16 @@ FAST_PARAMS = [
     "learning_parameters.learning_rate_warmup_iters=5",
 ]
 
+# Fixtures that train or export a model: a test that uses one is `slow` (`pytest -m "not slow"` skips it).
+MODEL_FIXTURES = {"trained_run", "exported_ir", "half_precision_ir", "coins_run", "coins_ir", "solov2_ir", "int8_run",
+                  "pytorch_detector", "trained_server"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if MODEL_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
 
 @pytest.fixture(scope="session")
 def sample_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -97,6 +97,7 @@ def test_failed_write_names_the_path_and_leaves_nothing(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["weights.json"]
 
 
+@pytest.mark.slow
 def test_killed_trainer_leaves_no_workers(sample_dataset: Path, tmp_path: Path) -> None:
     """kill -9 of a training run with 2 DataLoader workers: no process of it is left a few seconds later."""
     args = [sys.executable, "-m", "otxlite.cli", "train", "MaskRCNN-ResNet18", "--train-data-roots",
@@ -148,3 +149,17 @@ def test_ir_that_cannot_be_written_names_its_path(tmp_path: Path) -> None:
         save_ir_atomic(model, tmp_path / "not_a_folder" / "openvino.xml")
     assert save_ir_atomic(model, tmp_path / "openvino.xml").is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["not_a_folder", "openvino.bin", "openvino.xml"]
+
+
+def test_load_weights_that_would_run_code_is_refused(tiny_dataset: Path, tmp_path: Path) -> None:
+    """`getattr` is allowed only when resuming the user's own run: a foreign --load-weights file that needs it
+    (as a crafted pickle would) is refused in one paragraph instead of being unpickled."""
+    import torch
+
+    checkpoint = tmp_path / "foreign.pth"
+    torch.save({"state_dict": {}, "hook": getattr}, checkpoint)
+    result = otxlite("train", "MaskRCNN-ResNet18", "--train-data-roots", str(tiny_dataset), "-o", str(tmp_path / "run"),
+                     "--load-weights", str(checkpoint), "--param", "learning_parameters.num_workers=0")
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "otxlite runs no code from a file it did not write" in result.stderr and "getattr" in result.stderr
+    assert "--resume-from" in result.stderr and "Traceback" not in result.stderr

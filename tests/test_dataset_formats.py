@@ -387,6 +387,7 @@ def test_pick_validation_subset() -> None:
     assert pick_validation_subset([_item("a", [0], "val")]) is None  # only validation: nothing to train on
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["coco", "voc", "tfrecord"])
 def test_one_epoch_of_training_per_format(fmt: str, sample: Path, reference, tmp_path: Path) -> None:
     """Imported data feeds MMDetection: one real epoch trains, with the COCO original's labels. Every format

@@ -287,10 +287,10 @@ def gpu_only_here() -> None:
 
 
 def test_gpu_saved_weights_load_on_the_cpu(tmp_path: Path) -> None:
-    from otxlite.engine.checkpoint import FORMAT_VERSION, load_weights
+    from otxlite.core.artifacts import WEIGHTS_FORMAT, load_weights
 
     state = {"backbone.conv.weight": torch.randn(4, 3, 3, 3), "head.bias": torch.randn(4)}
-    payload = {"otxlite_format": FORMAT_VERSION, "otxlite_version": "x", "state_dict": state, "config": {},
+    payload = {"otxlite_format": WEIGHTS_FORMAT, "otxlite_version": "x", "state_dict": state, "config": {},
                "labels": ["a"], "confidence_threshold": 0.5, "template_id": "t", "metrics": {}}
     path = save_as_on_gpu(payload, tmp_path / "weights.pth")
     gpu_only_here()
@@ -318,7 +318,7 @@ def test_gpu_trained_weights_export_predict_and_evaluate_on_the_cpu(trained_run,
                                                                       tmp_path: Path) -> None:
     """export (and so optimize, predict and serve, which take its IR) and eval of a weights.pth whose
     tensors were on a GPU give what the same weights give from the CPU."""
-    from otxlite.engine.checkpoint import load_weights
+    from otxlite.core.artifacts import load_weights
     from otxlite.engine.evaluate import evaluate_weights
     from otxlite.export import export_openvino
     from otxlite.inference.images import read_image

@@ -126,7 +126,7 @@ def test_export_writes_ir_and_label_schema(exported_ir: Path) -> None:
 
 
 def test_ir_signature_and_metadata(exported_ir: Path, trained_run) -> None:
-    from otxlite.engine.checkpoint import load_weights
+    from otxlite.core.artifacts import load_weights
 
     model = read_ir(exported_ir)
     assert [tuple(p.shape) for p in model.inputs] == [(1, 3, 128, 128)]

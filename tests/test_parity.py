@@ -24,7 +24,7 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def pytorch_detector(trained_run):
     from mmdet.apis import init_detector
 
-    from otxlite.engine.checkpoint import load_weights, weights_config
+    from otxlite.core.artifacts import load_weights, weights_config
 
     payload = load_weights(trained_run.weights)
     cfg = weights_config(payload)

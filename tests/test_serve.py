@@ -40,6 +40,8 @@ def make_synthetic_ir(folder: Path) -> Path:
     import openvino as ov
     import openvino.opset13 as ops
 
+    from otxlite.core.artifacts import ModelMetadata, write_metadata
+
     image = ops.parameter([1, 3, SYNTHETIC_SIZE, SYNTHETIC_SIZE], np.float32, name="image")
     brightness = ops.divide(ops.reduce_mean(image, np.array([1, 2, 3], np.int64), keep_dims=False), np.float32(255))
     scores = ops.concat([ops.reshape(ops.clamp(brightness, 0.0, 1.0), [1, 1, 1], False),
@@ -52,12 +54,8 @@ def make_synthetic_ir(folder: Path) -> Path:
     for node, name in ((boxes, "boxes"), (labels, "labels"), (masks, "masks")):
         node.output(0).get_tensor().set_names({name})
     model = ov.Model([boxes.output(0), labels.output(0), masks.output(0)], [image], "synthetic")
-    metadata = {"labels": json.dumps(["cat", "dog"]), "input_size": f"{SYNTHETIC_SIZE} {SYNTHETIC_SIZE}",
-                "mask_layout": "roi", "precision": "FP32", "version": "0.1.0", "template_id": "synthetic"}
-    for key, value in metadata.items():
-        model.set_rt_info(value, ["otxlite", key])
-    model.set_rt_info("MaskRCNN", ["model_info", "model_type"])
-    model.set_rt_info("0.35", ["model_info", "confidence_threshold"])
+    write_metadata(model, ModelMetadata(labels=["cat", "dog"], input_size=(SYNTHETIC_SIZE, SYNTHETIC_SIZE),
+                                        confidence_threshold=0.35, mask_layout="roi", template_id="synthetic"))
     xml = folder / "openvino.xml"
     ov.save_model(model, xml)
     return xml
@@ -508,7 +506,7 @@ def test_round_trip_on_the_trained_model_matches_predict(exported_ir, sample_ima
     for path in images:
         image = read_image(path)
         height, width = image.shape[:2]
-        expected.append(to_azureml(path.name, predictor.predict(image).above(threshold), labels, width, height, 12))
+        expected.append(to_azureml(path.name, predictor.predict(image, threshold), labels, width, height, 12))
     with serving(exported_ir) as c:
         meta = c.get("/metadata").json()
         assert meta["labels"] == labels and meta["precision"] == "FP32"

@@ -252,3 +252,26 @@ def test_rewrite_stats_changes_only_the_stats_lines():
         assert module.rewrite_stats(rewritten, None, 1.0).count("gigaflops: 12.35") == 1  # None keeps GFLOPs
         newline = "\r\n" if "\r\n" in text else "\n"
         assert all(line.endswith(newline) for line in new)
+
+
+def test_a_built_wheel_carries_the_templates_and_their_configs(tmp_path: Path) -> None:
+    """A non-editable install (a wheel) finds every template and its model config in the package data."""
+    import json
+    import shutil
+    import zipfile
+
+    source = tmp_path / "source"  # a copy: building writes build/ and *.egg-info next to pyproject.toml
+    shutil.copytree(ROOT / "otxlite", source / "otxlite", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                    str(tmp_path / "dist"), str(source)], check=True, capture_output=True, timeout=300)
+    zipfile.ZipFile(next((tmp_path / "dist").glob("otxlite-*.whl"))).extractall(tmp_path / "site")
+    check = ("import json, otxlite; from otxlite.templates import list_templates; ts = list_templates(); "
+             "print(json.dumps([otxlite.__file__, sorted(t.name for t in ts if t.model_config.is_file())]))")
+    result = subprocess.run([sys.executable, "-c", check], env={"PYTHONPATH": str(tmp_path / "site")},
+                            cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    package, names = json.loads(result.stdout)
+    assert Path(package).parent == tmp_path / "site" / "otxlite"
+    assert names == sorted(EXPECTED_NAMES)

@@ -98,6 +98,7 @@ def test_eval_rejects_unknown_label(trained_run, tmp_path: Path) -> None:
     assert "hexagon" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_resume_continues_from_last_checkpoint(tiny_dataset: Path, tmp_path: Path) -> None:
     first = train("MaskRCNN-ResNet18", tiny_dataset, output=tmp_path,
                   params=FAST_PARAMS + ["learning_parameters.num_iters=1"], pretrained=False)
@@ -108,6 +109,7 @@ def test_resume_continues_from_last_checkpoint(tiny_dataset: Path, tmp_path: Pat
     assert [int(r["epoch"]) for r in rows] == [1, 2]
 
 
+@pytest.mark.slow
 def test_sigterm_leaves_loadable_last_checkpoint(tiny_dataset: Path, tmp_path: Path) -> None:
     args = [sys.executable, "-m", "otxlite.cli", "train", "MaskRCNN-ResNet18", "--train-data-roots",
             str(tiny_dataset), "-o", str(tmp_path), "--no-pretrained", "--param", "learning_parameters.num_iters=50"]
@@ -131,6 +133,7 @@ def test_sigterm_leaves_loadable_last_checkpoint(tiny_dataset: Path, tmp_path: P
     assert not list(tmp_path.glob("models/.*tmp*"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("template", ["MaskRCNN-ResNet50", "MaskRCNN-ConvNeXt", "SOLOv2", "MaskRCNN-ResNet34",
                                       "MaskRCNN-ResNet101", "MaskRCNN-ResNet152"])
 def test_every_template_trains_one_epoch_and_evaluates(template: str, tiny_dataset: Path, tmp_path: Path) -> None:
@@ -145,6 +148,7 @@ def test_every_template_trains_one_epoch_and_evaluates(template: str, tiny_datas
     assert path.is_file() and 0.0 <= report["mask_mAP"] <= 1.0
 
 
+@pytest.mark.slow
 def test_ddp_two_cpu_processes(tiny_dataset: Path, tmp_path: Path) -> None:
     """torchrun with 2 CPU processes (gloo): one epoch, one run folder, metrics gathered from both ranks."""
     args = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531",
@@ -162,6 +166,7 @@ def test_ddp_two_cpu_processes(tiny_dataset: Path, tmp_path: Path) -> None:
     assert (tmp_path / "models/weights.pth").is_file()
 
 
+@pytest.mark.slow
 def test_load_weights_from_plain_mmdetection_checkpoint(tiny_dataset: Path, tmp_path: Path) -> None:
     """An MMDetection checkpoint with 80 COCO classes: backbone and neck load, the class heads are re-initialised."""
     from mmdet.registry import MODELS

@@ -17,6 +17,7 @@ from typing import Any
 
 from mmengine.config import Config
 
+from otxlite.core.artifacts import input_size_of
 from otxlite.engine.device import cuda_settings
 from otxlite.engine.pretrained import COCO, IMAGENET, RANDOM
 from otxlite.errors import OtxliteError
@@ -308,6 +309,7 @@ def build_runner_config(
         vis_backends=[dict(type="LocalVisBackend")],
         visualizer=dict(type="DetLocalVisualizer", vis_backends=[dict(type="LocalVisBackend")], name="visualizer"),
         randomness=dict(seed=0),
+        input_size=[int(v) for v in input_size],  # (width, height): stored in weights.pth, read by export
         load_from=str(load_from) if load_from else None,
         resume=resume,
     )
@@ -324,8 +326,7 @@ def build_runner_config(
 def build_test_config(train_config: Config, ann_file: Path, labels: list[str], work_dir: Path) -> Config:
     """A config that evaluates ``train_config``'s model on ``ann_file`` (used by ``otxlite eval``)."""
     cfg = copy.deepcopy(train_config)
-    input_size = list(next(step["scale"] for step in cfg.train_dataloader.dataset.pipeline if step["type"] == "Resize"))
-    _, test_pipeline = _pipelines(input_size)
+    _, test_pipeline = _pipelines(list(input_size_of(cfg)))
     cfg.work_dir = str(work_dir)
     cfg.test_dataloader = dataloader(ann_file, labels, test_pipeline, 1, 0, shuffle=False)
     cfg.test_cfg = dict(type="TestLoop")

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from otxlite.data.prepare import prepare_eval_data
-from otxlite.engine.checkpoint import load_weights, weights_config
+from otxlite.core.artifacts import load_weights, weights_config
 from otxlite.engine.config import build_test_config
 from otxlite.engine.runner import build_runner
 from otxlite.evaluation import metrics_from_flat

@@ -31,7 +31,7 @@ from mmengine.dist import is_main_process
 from mmengine.hooks import EarlyStoppingHook, Hook
 
 from otxlite.engine.batchnorm import recompute_batchnorm_statistics
-from otxlite.engine.checkpoint import save_weights
+from otxlite.core.artifacts import save_weights
 from otxlite.engine.config import MONITOR
 from otxlite.fileio import atomic_path, write_text_atomic
 
@@ -207,7 +207,7 @@ class PlotsHook(Hook):
         import cv2
         import torch
 
-        from otxlite.engine.checkpoint import load_weights
+        from otxlite.core.artifacts import load_weights
         from otxlite.visualize import draw_instances
 
         model = _unwrap(runner.model)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from otxlite.console import console, err_console
 from otxlite.errors import OtxliteError
@@ -24,12 +25,22 @@ class TrainResult:
 
 def _report_head_reinit(runner: Any, checkpoint_path: Path) -> None:
     """Tell the user which tensors of ``--load-weights`` do not fit the model (they are re-initialised)."""
+    import pickle
+
     import torch
 
-    from otxlite.engine.checkpoint import trusted_mmengine_checkpoints
-
-    with trusted_mmengine_checkpoints():
+    try:
         payload = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        reason = str(err).split("WeightsUnpickler error: ")[-1].split(".")[0]
+        raise OtxliteError(
+            f"--load-weights {checkpoint_path}: the file holds Python objects besides tensors ({reason}), and "
+            "otxlite runs no code from a file it did not write. Use an otxlite weights.pth or an MMDetection "
+            "checkpoint (state_dict and meta); to continue your own run from its last.pth, use --resume-from."
+        ) from None
+    except Exception as err:  # torch raises several types for corrupt or foreign files
+        raise OtxliteError(f"--load-weights {checkpoint_path}: this is not a readable PyTorch checkpoint "
+                           f"({type(err).__name__}: {err}).") from None
     state = payload.get("state_dict", payload) if isinstance(payload, dict) else {}
     model_state = runner.model.state_dict()
     mismatched = [k for k, v in state.items() if k in model_state and tuple(v.shape) != tuple(model_state[k].shape)]
@@ -45,6 +56,7 @@ def _report_head_reinit(runner: Any, checkpoint_path: Path) -> None:
 def train(
     template: str,
     train_root: Path,
+    *,
     val_root: Path | None = None,
     output: Path | None = None,
     params: list[str] | None = None,
@@ -53,8 +65,13 @@ def train(
     pretrained: bool = True,
     data_format: str | None = None,
     skip_bad_images: bool = False,
+    extra_hooks: Sequence[Any] = (),
+    validate: bool = True,
 ) -> TrainResult:
-    """Train ``template`` on ``train_root`` with mmengine's Runner; see DESIGN.md for the run folder."""
+    """Train ``template`` on ``train_root`` with mmengine's Runner; see DESIGN.md for the run folder.
+
+    Extension points (the benchmarks use them): ``extra_hooks``, mmengine ``Hook`` objects registered on the
+    runner besides otxlite's own; ``validate=False`` trains without a validation loop."""
     chosen = load_template(template)
     hyper_parameters = apply_overrides(chosen.hyper_parameters, params or [])
     from otxlite.data.formats import check_folder
@@ -99,7 +116,7 @@ def train(
         raise OtxliteError(f"--load-weights {load_weights}: the file does not exist.")
     cfg = build_runner_config(
         chosen, hyper_parameters, data.labels, data.subsets["train"].ann_file, data.subsets["val"].ann_file
-        if data.subsets["val"].stats.images else None, run_dir / "logs",
+        if validate and data.subsets["val"].stats.images else None, run_dir / "logs",
         num_train_images=data.subsets["train"].stats.images, pretrained_start=start,
         load_from=resume_from or load_weights, resume=resume_from is not None)
     post = hyper_parameters["postprocessing"]
@@ -114,10 +131,14 @@ def train(
     ]
     write_text_atomic(run_dir / "config.py", cfg.pretty_text)
     runner = build_runner(cfg)
+    for hook in extra_hooks:
+        runner.register_hook(hook)
     if load_weights is not None:
         _report_head_reinit(runner, Path(load_weights))
     try:
-        with sigterm_as_interrupt(), trusted_mmengine_checkpoints():
+        # mmengine's own resume checkpoints need a few more classes (and getattr): only for the user's own run.
+        trusted = trusted_mmengine_checkpoints() if resume_from is not None else nullcontext()
+        with sigterm_as_interrupt(), trusted:
             runner.train()
     except KeyboardInterrupt:
         last = models_dir / "last.pth"
@@ -134,7 +155,7 @@ def train(
 
 def _finish(run_dir: Path, models_dir: Path) -> TrainResult:
     """Write ``performance.json`` from the best model's validation metrics."""
-    from otxlite.engine.checkpoint import load_weights
+    from otxlite.core.artifacts import load_weights
     from otxlite.evaluation import metrics_from_flat, performance_report
 
     weights = models_dir / "weights.pth"

@@ -13,9 +13,9 @@ import tempfile
 from pathlib import Path
 
 from otxlite.data.labels import SCHEMA_FILE, save_label_schema
-from otxlite.engine.checkpoint import load_weights, weights_config
+from otxlite.core.artifacts import ModelMetadata, load_weights, weights_config, write_metadata
 from otxlite.export.mmdeploy_onnx import export_onnx, model_spec
-from otxlite.export.openvino_ir import convert_onnx, model_info, otxlite_info, set_rt_info
+from otxlite.export.openvino_ir import convert_onnx
 from otxlite.fileio import save_ir_atomic
 from otxlite.fp16_weights import compress_float_weights
 
@@ -34,10 +34,10 @@ def export_openvino(weights: Path, output_dir: Path, half_precision: bool = Fals
         spec = model_spec(config)
         onnx_path = export_onnx(Path(weights), config, spec, work_dir)
         model = convert_onnx(onnx_path, spec)
-        set_rt_info(model, {
-            "model_info": model_info(spec, payload["labels"], payload["confidence_threshold"]),
-            "otxlite": otxlite_info(spec, payload["labels"], payload["template_id"], half_precision),
-        })
+        write_metadata(model, ModelMetadata(
+            labels=payload["labels"], input_size=spec.input_size, confidence_threshold=payload["confidence_threshold"],
+            mask_layout=spec.mask_layout, model_type=spec.model_type, iou_threshold=spec.iou_threshold,
+            precision="FP16" if half_precision else "FP32", template_id=payload["template_id"]))
         if half_precision:
             compress_float_weights(model)
         save_ir_atomic(model, xml_path)

@@ -26,6 +26,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from otxlite.console import is_verbose, prints_to_log
+from otxlite.core.artifacts import input_size_of
 from otxlite.errors import OtxliteError
 from otxlite.export.onnx_shim import torchscript_onnx_export
 from otxlite.export.rpn_nms import level_aware_rpn_nms
@@ -62,12 +63,7 @@ def model_spec(config: Any) -> ModelSpec:
     if model.type not in MASK_LAYOUTS:
         raise OtxliteError(f"Export supports {', '.join(MASK_LAYOUTS)} models; this weights.pth holds a "
                            f"'{model.type}'.")
-    try:
-        pipeline = config.train_dataloader.dataset.pipeline
-        width, height = next(step["scale"] for step in pipeline if step["type"] == "Resize")
-    except (AttributeError, KeyError, StopIteration, TypeError, ValueError) as err:
-        raise OtxliteError("The weights.pth config has no training Resize step, so the input size is unknown. "
-                           "Export a weights.pth written by otxlite train.") from err
+    width, height = input_size_of(config)
     if width % SIZE_DIVISOR or height % SIZE_DIVISOR:
         raise OtxliteError(f"The model was trained at {width}x{height}; export needs sides divisible by "
                            f"{SIZE_DIVISOR} (the FPN pads to that). Retrain with such a data.input_size.")

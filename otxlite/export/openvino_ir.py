@@ -21,12 +21,12 @@ Outputs, without the batch axis (Model API 0.4.7 accepts both 2D/1D/3D and 3D/2D
 starts with a placeholder (``otx_empty_lbl``, id ``None``) as OTX does; names have spaces replaced
 by ``_`` because Model API splits the list on whitespace. SOLOv2 is also ``MaskRCNN`` for Model API:
 its box is the whole input, and Model API pastes a mask into its box, which for SOLOv2 is the whole
-image. ``rt_info["otxlite"]`` holds otxlite's own keys, with the exact label names as JSON.
+image. ``rt_info["otxlite"]`` holds otxlite's own keys, with the exact label names as JSON; both are
+written and read by :mod:`otxlite.core.artifacts`.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +36,6 @@ from otxlite.export.mmdeploy_onnx import ONNX_OUTPUT_NAMES, ModelSpec
 
 INPUT_NAME = "image"
 IR_OUTPUT_NAMES = dict(zip(ONNX_OUTPUT_NAMES, ("boxes", "labels", "masks")))
-EMPTY_LABEL = "otx_empty_lbl"  # label 0 of Model API's instance segmentation (it shifts ids by 1)
-MASK_THRESHOLD = 0.5  # MMDetection's mask_thr_binary / mask_thr of both model families
 
 
 def convert_onnx(onnx_path: Path, spec: ModelSpec) -> Any:
@@ -87,43 +85,3 @@ def _finish_outputs(model: Any) -> None:
         result.input(0).replace_source_output(ops.gather(squeezed[name], keep, ops.constant(0)).output(0))
         result.output(0).get_tensor().set_names({name})  # a Result's tensor names are its own
     model.validate_nodes_and_infer_types()
-
-
-def model_info(spec: ModelSpec, labels: list[str], confidence_threshold: float) -> dict[str, str]:
-    """``rt_info["model_info"]`` for OpenVINO Model API's ``MaskRCNNModel``."""
-    return {
-        "model_type": "MaskRCNN",
-        "task_type": "instance_segmentation",
-        "labels": " ".join([EMPTY_LABEL, *(name.replace(" ", "_") for name in labels)]),
-        "label_ids": " ".join(["None", *(str(i) for i in range(len(labels)))]),
-        "confidence_threshold": str(confidence_threshold),
-        "iou_threshold": str(spec.iou_threshold),
-        "mean_values": "0 0 0",
-        "scale_values": "1 1 1",
-        "reverse_input_channels": "False",
-        "resize_type": "standard",  # otxlite trains with keep_ratio=False
-        "pad_value": "0",
-    }
-
-
-def otxlite_info(spec: ModelSpec, labels: list[str], template_id: str, half_precision: bool) -> dict[str, str]:
-    """``rt_info["otxlite"]``: what otxlite's own predictor needs beyond Model API's keys."""
-    from otxlite import __version__
-
-    return {
-        "version": __version__,
-        "template_id": template_id,
-        "model_type": spec.model_type,
-        "labels": json.dumps(labels),
-        "input_size": f"{spec.input_size[0]} {spec.input_size[1]}",  # width height
-        "mask_layout": spec.mask_layout,
-        "mask_threshold": str(MASK_THRESHOLD),
-        "precision": "FP16" if half_precision else "FP32",
-    }
-
-
-def set_rt_info(model: Any, sections: dict[str, dict[str, str]]) -> None:
-    """Write ``{section: {key: value}}`` into the model's ``rt_info``."""
-    for section, values in sections.items():
-        for key, value in values.items():
-            model.set_rt_info(value, [section, key])

@@ -1,30 +1,28 @@
 """Scoring one image on a compiled IR: decoding, inference and post-processing run in a thread pool; inference
-uses a pool of OpenVINO infer requests shared by all requests.
+borrows from the predictor's pool of OpenVINO infer requests, shared by all HTTP requests.
 
 Per image::
 
     (event loop)  wait for a pipeline slot
-    (thread)      cv2.imdecode -> Predictor.preprocess -> take an idle infer request -> infer (GIL released)
-                  -> copy the outputs -> give the request back
-    (thread)      drop detections under the threshold -> Predictor.postprocess -> to_azureml
+    (thread)      cv2.imdecode -> Predictor.preprocess -> RequestPool.infer (GIL released; copies the outputs)
+    (thread)      Predictor.postprocess (drops detections under the threshold, then pastes) -> to_azureml
 
 Invariants: the event loop never decodes, resizes, infers or pastes masks; at most ``slots`` images are in the
 pipeline at once (a memory bound: two per infer request, so requests never starve); no Python code runs on
-OpenVINO's own threads (tearing down an ``AsyncInferQueue`` with a Python callback can abort the process).
+OpenVINO's own threads.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import queue
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, TypeVar
 
 import cv2
 import numpy as np
 
-from otxlite.inference.predictor import Predictor, request_outputs
+from otxlite.inference.predictor import Predictor
 from otxlite.inference.schema import to_azureml
 from otxlite.serve.errors import RequestError
 
@@ -36,18 +34,14 @@ class ScoringEngine:
 
     def __init__(self, predictor: Predictor, workers: int | None = None) -> None:
         self.predictor = predictor
-        count = int(predictor.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
-        self.idle: queue.Queue = queue.Queue()
-        for _ in range(count):
-            self.idle.put(predictor.compiled.create_infer_request())
-        self.count = count
+        count = predictor.pool.size
         self.slots = asyncio.Semaphore(2 * count)
         self.executor = ThreadPoolExecutor(max_workers=max(workers or min(32, (os.cpu_count() or 1) + 4), 2 * count),
                                            thread_name_prefix="otxlite-serve")
 
     @property
     def infer_requests(self) -> int:
-        return self.count
+        return self.predictor.pool.size
 
     async def run(self, function: Callable[..., T], *args: Any) -> T:
         """``function(*args)`` in the engine's thread pool."""
@@ -65,24 +59,11 @@ class ScoringEngine:
         if image is None:
             raise RequestError(422, f"{what}: the image header is readable but the pixels cannot be decoded "
                                     "(truncated or unsupported file).")
-        tensor = self.predictor.preprocess(image)
-        request = self.idle.get()
-        try:
-            request.infer({0: tensor})
-            outputs = request_outputs(request)
-        finally:
-            self.idle.put(request)
-        return outputs, image.shape[0], image.shape[1]
+        return self.predictor.pool.infer(self.predictor.preprocess(image)), image.shape[0], image.shape[1]
 
     def _entry(self, outputs: dict[str, np.ndarray], height: int, width: int, filename: str, threshold: float,
                max_polygon_points: int | None) -> dict[str, Any]:
-        # Threshold before post-processing: only kept detections get full-size masks (memory ~ kept x H x W).
-        boxes = outputs["boxes"].reshape(-1, 5)
-        keep = boxes[:, 4] >= threshold
-        masks = outputs["masks"]
-        kept = {"boxes": boxes[keep], "labels": outputs["labels"].reshape(-1)[keep],
-                "masks": masks.reshape(-1, *masks.shape[-2:])[keep]}
-        prediction = self.predictor.postprocess(kept, height, width)
+        prediction = self.predictor.postprocess(outputs, height, width, threshold)
         return to_azureml(filename, prediction, self.predictor.metadata.labels, width, height, max_polygon_points)
 
     def close(self) -> None:

@@ -1,0 +1,1 @@
+"""What every layer shares: the artifacts passed between verbs."""
