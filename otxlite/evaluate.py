@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from otxlite.evaluation import performance_report
+from otxlite.core.coco_metrics import performance_report
 from otxlite.fileio import write_json_atomic
 from otxlite.model_files import ModelKind, model_kind
 from otxlite.runs import run_folder
@@ -31,11 +31,11 @@ def evaluate_predictor(predictor: Any, ann_file: Path, show_progress: bool = Tru
 
     from otxlite.console import console
     from otxlite.errors import OtxliteError
-    from otxlite.evaluation import ImagePrediction, encode_masks, evaluate_predictions
+    from otxlite.core.coco_metrics import ImageDetections, encode_masks, evaluate_predictions
     from otxlite.inference.images import read_image
 
     images = json.loads(Path(ann_file).read_text())["images"]
-    results: list[ImagePrediction] = []
+    results: list[ImageDetections] = []
 
     def readable() -> Any:
         for info in images:
@@ -48,7 +48,7 @@ def evaluate_predictor(predictor: Any, ann_file: Path, show_progress: bool = Tru
         task = progress.add_task("evaluating", total=len(images))
 
         def on_result(image_id: int, prediction: Any) -> None:
-            results.append(ImagePrediction(image_id, prediction.boxes, prediction.scores, prediction.labels,
+            results.append(ImageDetections(image_id, prediction.boxes, prediction.scores, prediction.labels,
                                            encode_masks(prediction.masks)))
             progress.advance(task)
 

@@ -210,7 +210,7 @@ def _compare(fp32_xml: Path, int8_xml: Path, val_root: Path, run_dir: Path, data
     INT8 rows under ``fp32_vs_int8``); return it and the rows: mask/bbox mAP, .bin size, latency, per-class
     mask mAP, and ``extra`` (layers kept in FP32)."""
     from otxlite.evaluate import evaluate_ir
-    from otxlite.evaluation import performance_report
+    from otxlite.core.coco_metrics import performance_report
 
     rows: dict[str, Any] = {}
     reports = {}

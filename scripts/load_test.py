@@ -16,7 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from otxlite.serve.load import ServerProcess, run_load, score_body
+from otxlite.serve.load_client import ServerProcess, run_load, score_body
 
 
 def main() -> int:

@@ -27,7 +27,7 @@ import pytest
 
 from otxlite.serve import ServeSettings, create_app
 from otxlite.serve.guard import api_key_matches
-from otxlite.serve.load import ServerProcess, run_load, score_body
+from otxlite.serve.load_client import ServerProcess, run_load, score_body
 
 pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
 
@@ -442,7 +442,7 @@ def test_openapi_document_holds_under_schemathesis(synthetic_ir):
 
 
 def test_serve_does_not_import_the_training_stack():
-    code = ("import sys, otxlite.serve, otxlite.serve.load; "
+    code = ("import sys, otxlite.serve, otxlite.serve.load_client; "
             "heavy = sorted(m for m in ('torch', 'mmdet', 'mmcv', 'mmengine', 'datumaro', 'nncf') "
             "if m in sys.modules); "
             "print(heavy); sys.exit(1 if heavy else 0)")

@@ -9,7 +9,7 @@ from otxlite.data.prepare import prepare_eval_data
 from otxlite.core.artifacts import load_weights, weights_config
 from otxlite.engine.config import build_test_config
 from otxlite.engine.runner import build_runner
-from otxlite.evaluation import metrics_from_flat
+from otxlite.core.coco_metrics import metrics_from_flat
 
 
 def evaluate_weights(weights: Path, test_root: Path, run_dir: Path,

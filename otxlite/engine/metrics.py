@@ -10,18 +10,18 @@ from mmdet.registry import METRICS
 from mmengine.evaluator import BaseMetric
 from pycocotools import mask as mask_utils
 
-from otxlite.evaluation import ImagePrediction, encode_masks, evaluate_predictions
+from otxlite.core.coco_metrics import ImageDetections, encode_masks, evaluate_predictions
 
 
-def to_image_prediction(image_id: int, pred_instances: dict[str, Any]) -> ImagePrediction:
-    """MMDetection ``pred_instances`` (original image size, as a dict) -> :class:`ImagePrediction`."""
+def to_image_detections(image_id: int, pred_instances: dict[str, Any]) -> ImageDetections:
+    """MMDetection ``pred_instances`` (original image size, as a dict) -> :class:`ImageDetections`."""
     masks = pred_instances["masks"].cpu().numpy().astype(bool)
     rles = encode_masks(masks)
     boxes = pred_instances["bboxes"].cpu().numpy().astype(np.float32)
     if len(boxes) and not boxes.any():  # SOLOv2 predicts masks only: boxes come from the masks
         xywh = mask_utils.toBbox(rles)
         boxes = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1).astype(np.float32)
-    return ImagePrediction(
+    return ImageDetections(
         image_id=int(image_id),
         boxes=boxes.reshape(-1, 4),
         scores=pred_instances["scores"].cpu().numpy().astype(np.float32),
@@ -44,7 +44,7 @@ class InstanceSegMetric(BaseMetric):
     def process(self, data_batch: Any, data_samples: Sequence[dict]) -> None:
         """Encode each prediction's masks as RLE right away, to keep memory small."""
         for sample in data_samples:
-            self.results.append(to_image_prediction(sample["img_id"], sample["pred_instances"]))
+            self.results.append(to_image_detections(sample["img_id"], sample["pred_instances"]))
 
     def compute_metrics(self, results: list) -> dict[str, float]:
         """Evaluate all predictions; per-class mask mAP keys are ``mask_mAP/<label>``."""

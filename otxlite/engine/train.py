@@ -156,7 +156,7 @@ def train(
 def _finish(run_dir: Path, models_dir: Path) -> TrainResult:
     """Write ``performance.json`` from the best model's validation metrics."""
     from otxlite.core.artifacts import load_weights
-    from otxlite.evaluation import metrics_from_flat, performance_report
+    from otxlite.core.coco_metrics import metrics_from_flat, performance_report
 
     weights = models_dir / "weights.pth"
     payload = load_weights(weights)

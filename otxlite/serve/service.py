@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable, Iterable, Optional
 
 from otxlite.inference.predictor import Predictor
-from otxlite.serve.engine import ScoringEngine
+from otxlite.serve.scoring import ScoringEngine
 from otxlite.serve.errors import RequestError
 from otxlite.serve.inputs import check_image_header, decode_base64, fetch_image, is_url
 from otxlite.serve.schemas import InputData

@@ -20,7 +20,7 @@ THRESHOLDS = np.round(np.arange(0.05, 1.0, 0.025), 3)
 
 
 @dataclass
-class ImagePrediction:
+class ImageDetections:
     """Detections of one image in original pixels: boxes [N,4] xyxy, scores [N], labels [N] (0-based), RLE masks."""
 
     image_id: int
@@ -40,7 +40,7 @@ def encode_masks(masks: np.ndarray) -> list[dict[str, Any]]:
     return rles
 
 
-def _to_coco_results(predictions: list[ImagePrediction]) -> list[dict[str, Any]]:
+def _to_coco_results(predictions: list[ImageDetections]) -> list[dict[str, Any]]:
     results = []
     for pred in predictions:
         for box, score, label, rle in zip(pred.boxes, pred.scores, pred.labels, pred.masks):
@@ -75,7 +75,7 @@ def _per_class_ap(evaluator: COCOeval | None, gt: COCO) -> dict[int, float]:
     return result
 
 
-def best_f_measure(gt: COCO, predictions: list[ImagePrediction]) -> tuple[float, float]:
+def best_f_measure(gt: COCO, predictions: list[ImageDetections]) -> tuple[float, float]:
     """OTX's F-measure: the best F1 over confidence thresholds, matching masks greedily at IoU >= 0.5.
 
     Returns (f_measure, threshold). Detections on crowd regions are neither true nor false positives.
@@ -118,7 +118,7 @@ def best_f_measure(gt: COCO, predictions: list[ImagePrediction]) -> tuple[float,
     return best
 
 
-def evaluate_predictions(ann_file: Path, predictions: list[ImagePrediction], labels: list[str]) -> dict[str, Any]:
+def evaluate_predictions(ann_file: Path, predictions: list[ImageDetections], labels: list[str]) -> dict[str, Any]:
     """COCO bbox/mask mAP, mAP@50, per-class mask mAP and the best F-measure with its threshold."""
     with contextlib.redirect_stdout(io.StringIO()):
         gt = COCO(str(ann_file))
