@@ -105,7 +105,11 @@ def evaluate(
     device: Device = "auto",
     verbose: Verbose = False,
 ) -> None:
-    """Measure a model with COCO mask/bbox mAP, mAP@50, F-measure and per-class mask mAP; writes performance.json."""
+    """Measure a model with COCO mask/bbox mAP, mAP@50, F-measure and per-class mask mAP; writes performance.json
+    and report/report.html (precision-recall and F1 curves, confusion matrix, mAP by object size, worst images).
+
+    Example: otxlite eval --load-weights runs/effnet/models/weights.pth --test-data-roots data/my_coco -o runs/effnet/eval
+    """
     from otxlite.model_files import ModelKind, model_kind
 
     if model_kind(load_weights) is ModelKind.PYTORCH:  # an IR runs on OpenVINO's CPU plugin whatever --device says
@@ -116,7 +120,7 @@ def evaluate(
     from otxlite.summary import print_summary
 
     performance, out = run_evaluation(load_weights, test_data_roots, output, data_format)
-    print_summary("Evaluation finished", performance, {"performance": out})
+    print_summary("Evaluation finished", performance, {"performance": out, "report": out.parent / "report" / "report.html"})
 
 
 @app.command()

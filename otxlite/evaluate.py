@@ -11,20 +11,22 @@ from otxlite.model_files import ModelKind, model_kind
 from otxlite.runs import run_folder
 
 
-def evaluate_ir(xml: Path | Any, test_root: Path, run_dir: Path, data_format: str | None = None
-                ) -> tuple[dict[str, Any], float]:
+def evaluate_ir(xml: Path | Any, test_root: Path, run_dir: Path, data_format: str | None = None,
+                report_dir: Path | None = None) -> tuple[dict[str, Any], float]:
     """COCO metrics of an IR (a file, or an ``openvino.Model`` in memory) on ``test_root`` (OpenVINO only),
-    and its confidence threshold."""
+    and its confidence threshold; with ``report_dir``, the evaluation report (``otxlite.model_report``)."""
     from otxlite.data.prepare import prepare_eval_data
     from otxlite.inference.predictor import Predictor
 
     predictor = Predictor(xml, hint="THROUGHPUT")
     subset = prepare_eval_data(test_root, predictor.metadata.labels, run_dir / "data", data_format)
-    return evaluate_predictor(predictor, subset.ann_file), predictor.metadata.confidence_threshold
+    return evaluate_predictor(predictor, subset.ann_file, report_dir=report_dir), predictor.metadata.confidence_threshold
 
 
-def evaluate_predictor(predictor: Any, ann_file: Path, show_progress: bool = True) -> dict[str, Any]:
-    """COCO metrics of a compiled IR on the images of an otxlite COCO file (absolute image paths)."""
+def evaluate_predictor(predictor: Any, ann_file: Path, show_progress: bool = True,
+                       report_dir: Path | None = None) -> dict[str, Any]:
+    """COCO metrics of a compiled IR on the images of an otxlite COCO file (absolute image paths), and the
+    evaluation report in ``report_dir`` if given."""
     import json
 
     from rich.progress import Progress
@@ -53,6 +55,11 @@ def evaluate_predictor(predictor: Any, ann_file: Path, show_progress: bool = Tru
             progress.advance(task)
 
         predictor.predict_async(readable(), on_result)
+    if report_dir is not None:
+        from otxlite.model_report import evaluate_and_report
+
+        return evaluate_and_report(ann_file, results, predictor.metadata.labels, report_dir,
+                                   predictor.metadata.confidence_threshold)
     return evaluate_predictions(ann_file, results, predictor.metadata.labels)
 
 
@@ -63,10 +70,12 @@ def evaluate(load_weights: Path, test_root: Path, output: Path | None = None,
     kind = model_kind(load_weights)
     run_dir = run_folder(output, "eval")
     if kind is ModelKind.OPENVINO:
-        metrics, threshold = evaluate_ir(Path(load_weights), Path(test_root), run_dir, data_format)
+        metrics, threshold = evaluate_ir(Path(load_weights), Path(test_root), run_dir, data_format,
+                                         report_dir=run_dir / "report")
     else:
         from otxlite.engine.evaluate import evaluate_weights
 
-        metrics, threshold = evaluate_weights(Path(load_weights), Path(test_root), run_dir, data_format)
+        metrics, threshold = evaluate_weights(Path(load_weights), Path(test_root), run_dir, data_format,
+                                              report_dir=run_dir / "report")
     report = performance_report(metrics, threshold, Path(load_weights).name)
     return report, write_json_atomic(run_dir / "performance.json", report)

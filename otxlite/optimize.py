@@ -209,14 +209,15 @@ def _compare(fp32_xml: Path, int8_xml: Path, val_root: Path, run_dir: Path, data
     """Evaluate both saved IRs as ``otxlite eval`` does; write the INT8 ``performance.json`` (with the FP32 vs
     INT8 rows under ``fp32_vs_int8``); return it and the rows: mask/bbox mAP, .bin size, latency, per-class
     mask mAP, and ``extra`` (layers kept in FP32)."""
-    from otxlite.evaluate import evaluate_ir
     from otxlite.core.coco_metrics import performance_report
+    from otxlite.evaluate import evaluate_ir
 
     rows: dict[str, Any] = {}
     reports = {}
     for name, xml in (("FP32", fp32_xml), ("INT8", int8_xml)):
         console.print(f"Evaluating the saved {name} model")
-        metrics, threshold = evaluate_ir(xml, val_root, run_dir / "eval", data_format)
+        metrics, threshold = evaluate_ir(xml, val_root, run_dir / "eval", data_format,
+                                         report_dir=run_dir / "report" if name == "INT8" else None)
         reports[name] = performance_report(metrics, threshold, xml.name)
         rows[name] = {"mask_mAP": reports[name]["mask_mAP"], "bbox_mAP": reports[name]["bbox_mAP"],
                       "bin_MB": xml.with_suffix(".bin").stat().st_size / 1e6,

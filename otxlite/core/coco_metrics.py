@@ -75,11 +75,11 @@ def _per_class_ap(evaluator: COCOeval | None, gt: COCO) -> dict[int, float]:
     return result
 
 
-def best_f_measure(gt: COCO, predictions: list[ImageDetections]) -> tuple[float, float]:
-    """OTX's F-measure: the best F1 over confidence thresholds, matching masks greedily at IoU >= 0.5.
+def mask_matches(gt: COCO, predictions: list[ImageDetections]) -> tuple[np.ndarray, np.ndarray, int]:
+    """Greedy mask matching at IoU >= 0.5 within each class, highest score first (OTX's F-measure rule).
 
-    Returns (f_measure, threshold). Detections on crowd regions are neither true nor false positives.
-    """
+    Returns the score and true-positive flag of every prediction, and the number of ground-truth instances.
+    Detections on crowd regions are neither true nor false positives (left out)."""
     scores_all, tp_all = [], []
     num_gt = 0
     for pred in predictions:
@@ -106,24 +106,52 @@ def best_f_measure(gt: COCO, predictions: list[ImageDetections]) -> tuple[float,
                 else:
                     tp_all.append(False)
                 scores_all.append(float(pred.scores[i]))
-    scores, tp = np.asarray(scores_all), np.asarray(tp_all, bool)
-    best = (0.0, float(THRESHOLDS[0]))
+    return np.asarray(scores_all, np.float64), np.asarray(tp_all, bool), num_gt
+
+
+def f1_curve(scores: np.ndarray, true_positive: np.ndarray, num_gt: int) -> np.ndarray:
+    """F1 at each of ``THRESHOLDS`` (keep detections scoring at least the threshold)."""
+    curve = []
     for threshold in THRESHOLDS:
         keep = scores >= threshold
-        true_pos = int((tp & keep).sum())
-        denominator = 2 * true_pos + int((~tp & keep).sum()) + (num_gt - true_pos)
-        f1 = 2 * true_pos / denominator if denominator else 0.0
-        if f1 > best[0] + 1e-9:
-            best = (f1, float(threshold))
-    return best
+        true_pos = int((true_positive & keep).sum())
+        denominator = 2 * true_pos + int((~true_positive & keep).sum()) + (num_gt - true_pos)
+        curve.append(2 * true_pos / denominator if denominator else 0.0)
+    return np.asarray(curve)
 
 
-def evaluate_predictions(ann_file: Path, predictions: list[ImageDetections], labels: list[str]) -> dict[str, Any]:
-    """COCO bbox/mask mAP, mAP@50, per-class mask mAP and the best F-measure with its threshold."""
+def best_f_measure(gt: COCO, predictions: list[ImageDetections]) -> tuple[float, float]:
+    """OTX's F-measure: the best F1 over confidence thresholds (the lowest threshold among ties).
+
+    Returns (f_measure, threshold)."""
+    curve = f1_curve(*mask_matches(gt, predictions))
+    best = int(np.argmax(curve > curve.max() - 1e-9))
+    return float(curve[best]), float(THRESHOLDS[best])
+
+
+@dataclass
+class CocoEvaluation:
+    """COCO's own evaluators of one set of predictions (``None`` where there is no prediction at all)."""
+
+    gt: COCO
+    segm: COCOeval | None
+    bbox: COCOeval | None
+
+
+def coco_evaluation(ann_file: Path, predictions: list[ImageDetections]) -> CocoEvaluation:
+    """Run COCOeval for masks and boxes."""
     with contextlib.redirect_stdout(io.StringIO()):
         gt = COCO(str(ann_file))
     results = _to_coco_results(predictions)
-    segm, bbox = _coco_eval(gt, results, "segm"), _coco_eval(gt, results, "bbox")
+    return CocoEvaluation(gt, _coco_eval(gt, results, "segm"), _coco_eval(gt, results, "bbox"))
+
+
+def evaluate_predictions(ann_file: Path, predictions: list[ImageDetections], labels: list[str],
+                         evaluation: CocoEvaluation | None = None) -> dict[str, Any]:
+    """COCO bbox/mask mAP, mAP@50, per-class mask mAP and the best F-measure with its threshold
+    (``evaluation``: COCOeval already run on these predictions)."""
+    evaluation = evaluation or coco_evaluation(ann_file, predictions)
+    gt, segm, bbox = evaluation.gt, evaluation.segm, evaluation.bbox
     f_measure, threshold = best_f_measure(gt, predictions)
     per_class = _per_class_ap(segm, gt)
     return {

@@ -36,10 +36,14 @@ class InstanceSegMetric(BaseMetric):
 
     default_prefix = "coco"
 
-    def __init__(self, ann_file: str, labels: Sequence[str], **kwargs: Any) -> None:
+    def __init__(self, ann_file: str, labels: Sequence[str], report_dir: str | None = None,
+                 confidence_threshold: float | None = None, **kwargs: Any) -> None:
+        """``report_dir``: also write the evaluation report there, at ``confidence_threshold``."""
         super().__init__(**kwargs)
         self.ann_file = Path(ann_file)
         self.labels = list(labels)
+        self.report_dir = Path(report_dir) if report_dir else None
+        self.confidence_threshold = confidence_threshold
 
     def process(self, data_batch: Any, data_samples: Sequence[dict]) -> None:
         """Encode each prediction's masks as RLE right away, to keep memory small."""
@@ -48,7 +52,13 @@ class InstanceSegMetric(BaseMetric):
 
     def compute_metrics(self, results: list) -> dict[str, float]:
         """Evaluate all predictions; per-class mask mAP keys are ``mask_mAP/<label>``."""
-        metrics = evaluate_predictions(self.ann_file, results, self.labels)
+        if self.report_dir is not None:
+            from otxlite.model_report import evaluate_and_report
+
+            metrics = evaluate_and_report(self.ann_file, results, self.labels, self.report_dir,
+                                          self.confidence_threshold)
+        else:
+            metrics = evaluate_predictions(self.ann_file, results, self.labels)
         per_class = metrics.pop("per_class")
         for label, values in per_class.items():
             metrics[f"mask_mAP/{label}"] = values["mask_mAP"]

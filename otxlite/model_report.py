@@ -1,0 +1,282 @@
+"""What a model gets right and wrong on a labelled set: the evaluation report that ``otxlite eval`` writes.
+
+    report/
+      report.html            everything below on one page, with the metrics and per-class tables
+      report.json            the numbers behind every plot
+      mask_pr_curve.png      precision-recall per class at mask IoU 0.5 (COCOeval's 101 recall points)
+      box_pr_curve.png       the same for boxes
+      f1_curve.png           F1 against the confidence threshold, the model's threshold marked
+      confusion_matrix.png   true class (rows) x predicted class (columns), background included
+      ap_by_size.png         mask and box mAP of small (< 32^2 px), medium and large objects
+      worst/NN_<image>.png   the images with the most errors: ground truth left, predictions right
+
+The confusion matrix and the worst images use the detections kept at the model's confidence threshold,
+matched to ground truth by mask IoU >= 0.5 regardless of class (highest score first); crowd regions are
+left out. Everything else uses all detections, as COCO mAP does.
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from pycocotools import mask as mask_utils
+
+from otxlite.core.coco_metrics import (
+    THRESHOLDS, CocoEvaluation, ImageDetections, coco_evaluation, evaluate_predictions, f1_curve, mask_matches,
+)
+from otxlite.fileio import atomic_path, write_json_atomic, write_text_atomic
+from otxlite.visualize import draw_instances
+
+WORST_IMAGES = 8
+SIZES = ("small", "medium", "large")
+
+
+def evaluate_and_report(ann_file: Path, predictions: list[ImageDetections], labels: list[str], report_dir: Path,
+                        confidence_threshold: float | None) -> dict[str, Any]:
+    """``evaluate_predictions``'s metrics, and the report written to ``report_dir`` (COCOeval runs once) at
+    ``confidence_threshold`` (``None``: the best F-measure's)."""
+    evaluation = coco_evaluation(ann_file, predictions)
+    metrics = evaluate_predictions(ann_file, predictions, labels, evaluation)
+    threshold = metrics["best_confidence_threshold"] if confidence_threshold is None else confidence_threshold
+    write_model_report(report_dir, evaluation, predictions, labels, threshold, metrics)
+    return metrics
+
+
+@dataclass
+class ImageErrors:
+    """What one image got wrong at the confidence threshold."""
+
+    image_id: int
+    false_positives: int  # kept detections on background (or on an already matched object)
+    missed: int  # ground-truth objects no kept detection covers
+    wrong_class: int  # matched, but with another class
+
+    @property
+    def total(self) -> int:
+        return self.false_positives + self.missed + self.wrong_class
+
+
+def confusion(evaluation: CocoEvaluation, predictions: list[ImageDetections], num_classes: int,
+              threshold: float) -> tuple[np.ndarray, list[ImageErrors]]:
+    """Confusion matrix [num_classes + 1, num_classes + 1] (last row/column: background) of the detections
+    scoring at least ``threshold``, and each image's errors."""
+    gt = evaluation.gt
+    matrix = np.zeros((num_classes + 1, num_classes + 1), np.int64)
+    background = num_classes
+    by_image = {p.image_id: p for p in predictions}
+    errors = []
+    for image_id in gt.getImgIds():
+        anns = [a for a in gt.loadAnns(gt.getAnnIds(imgIds=[image_id])) if not a.get("iscrowd")]
+        crowd = [gt.annToRLE(a) for a in gt.loadAnns(gt.getAnnIds(imgIds=[image_id])) if a.get("iscrowd")]
+        pred = by_image.get(image_id)
+        order = [i for i in np.argsort(-pred.scores) if pred.scores[i] >= threshold] if pred else []
+        dts = [pred.masks[i] for i in order] if pred else []
+        real = [gt.annToRLE(a) for a in anns]
+        ious = mask_utils.iou(dts, real, [0] * len(real)) if dts and real else np.zeros((len(dts), len(real)))
+        on_crowd = (mask_utils.iou(dts, crowd, [1] * len(crowd)).max(axis=1) >= 0.5) if dts and crowd \
+            else np.zeros(len(dts), bool)
+        taken = np.zeros(len(real), bool)
+        counts = ImageErrors(image_id, 0, 0, 0)
+        for row, i in enumerate(order):
+            predicted = int(pred.labels[i])
+            free = np.where(~taken & (ious[row] >= 0.5))[0]
+            if len(free):
+                match = free[np.argmax(ious[row][free])]
+                taken[match] = True
+                true = int(anns[match]["category_id"]) - 1
+                matrix[true, predicted] += 1
+                counts.wrong_class += int(true != predicted)
+            elif not on_crowd[row]:
+                matrix[background, predicted] += 1
+                counts.false_positives += 1
+        for index in np.where(~taken)[0]:
+            matrix[int(anns[index]["category_id"]) - 1, background] += 1
+            counts.missed += 1
+        errors.append(counts)
+    return matrix, errors
+
+
+def pr_curves(evaluator: Any, labels: list[str]) -> dict[str, list[float]]:
+    """Precision at COCOeval's 101 recall points, per class, at IoU 0.5 (all areas, 100 detections)."""
+    if evaluator is None:
+        return {}
+    precision = evaluator.eval["precision"][0, :, :, 0, -1]  # [R, K]
+    return {labels[cat_id - 1]: [round(max(float(v), 0.0), 5) for v in precision[:, k]]
+            for k, cat_id in enumerate(evaluator.params.catIds)}
+
+
+def ap_by_size(evaluation: CocoEvaluation) -> dict[str, dict[str, float | None]]:
+    """mAP (IoU 0.5:0.95) of small, medium and large objects for masks and boxes; None: no such objects."""
+    result = {}
+    for name, evaluator in (("mask", evaluation.segm), ("box", evaluation.bbox)):
+        stats = evaluator.stats[3:6] if evaluator is not None else [0.0] * 3
+        result[name] = {size: (round(float(v), 5) if v >= 0 else None) for size, v in zip(SIZES, stats)}
+    return result
+
+
+def write_model_report(out_dir: Path, evaluation: CocoEvaluation, predictions: list[ImageDetections],
+                       labels: list[str], threshold: float, metrics: dict[str, Any]) -> Path:
+    """Write the report folder (see the module docstring); return ``report.html``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    matrix, errors = confusion(evaluation, predictions, len(labels), threshold)
+    curve = f1_curve(*mask_matches(evaluation.gt, predictions))
+    data = {
+        "confidence_threshold": threshold,
+        "mask_pr_curve": pr_curves(evaluation.segm, labels),
+        "box_pr_curve": pr_curves(evaluation.bbox, labels),
+        "recall_points": [round(float(r), 2) for r in np.linspace(0, 1, 101)],
+        "f1_curve": {"thresholds": [float(t) for t in THRESHOLDS], "f1": [round(float(v), 5) for v in curve]},
+        "confusion_matrix": {"classes": [*labels, "background"], "rows_true_columns_predicted": matrix.tolist()},
+        "ap_by_size": ap_by_size(evaluation),
+    }
+    worst = sorted((e for e in errors if e.total), key=lambda e: -e.total)[:WORST_IMAGES]
+    data["worst_images"] = [_draw_worst(out_dir / "worst", rank, e, evaluation, predictions, labels, threshold)
+                            for rank, e in enumerate(worst, 1)]
+    plots = _plot_all(out_dir, data, labels)
+    write_json_atomic(out_dir / "report.json", data)
+    return write_text_atomic(out_dir / "report.html", _html(data, metrics, plots))
+
+
+def _draw_worst(folder: Path, rank: int, errors: ImageErrors, evaluation: CocoEvaluation,
+                predictions: list[ImageDetections], labels: list[str], threshold: float) -> dict[str, Any]:
+    """Ground truth (left) and kept predictions (right) of one image, side by side."""
+    gt = evaluation.gt
+    info = gt.loadImgs([errors.image_id])[0]
+    image = cv2.imread(info["file_name"])
+    if image is None:
+        image = np.zeros((info["height"], info["width"], 3), np.uint8)
+    anns = gt.loadAnns(gt.getAnnIds(imgIds=[errors.image_id]))
+    true_labels = [int(a["category_id"]) - 1 for a in anns]
+    truth = draw_instances(image, [gt.annToMask(a) for a in anns],
+                           np.array([[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2],
+                                      a["bbox"][1] + a["bbox"][3]] for a in anns]).reshape(-1, 4),
+                           true_labels, [labels[i] for i in true_labels], np.ones(len(anns)))
+    pred = next((p for p in predictions if p.image_id == errors.image_id), None)
+    keep = [i for i in range(len(pred.scores)) if pred.scores[i] >= threshold] if pred else []
+    predicted = draw_instances(image, [mask_utils.decode(pred.masks[i]) for i in keep],
+                               pred.boxes[keep] if pred else np.zeros((0, 4)),
+                               [int(pred.labels[i]) for i in keep], [labels[int(pred.labels[i])] for i in keep],
+                               pred.scores[keep] if pred else np.zeros(0))
+    canvas = np.concatenate([_caption(truth, "ground truth"), _caption(predicted, f"predicted (>= {threshold:.2f})")],
+                            axis=1)
+    folder.mkdir(parents=True, exist_ok=True)
+    name = f"{rank:02d}_{Path(info['file_name']).stem}.png"
+    with atomic_path(folder / name) as tmp:
+        cv2.imwrite(str(tmp), canvas)
+    return {"file": f"worst/{name}", "image": info["file_name"], "false_positives": errors.false_positives,
+            "missed": errors.missed, "wrong_class": errors.wrong_class}
+
+
+def _caption(image: np.ndarray, text: str) -> np.ndarray:
+    bar = np.full((24, image.shape[1], 3), 255, np.uint8)
+    cv2.putText(bar, text, (4, 17), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+    return np.concatenate([bar, image], axis=0)
+
+
+def _plot_all(out_dir: Path, data: dict[str, Any], labels: list[str]) -> dict[str, str]:
+    """Draw every plot; return {title: file name}."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plots = {}
+
+    def save(fig: Any, name: str, title: str) -> None:
+        fig.tight_layout()
+        with atomic_path(out_dir / name) as tmp:
+            fig.savefig(tmp, format="png")
+        plt.close(fig)
+        plots[title] = name
+
+    recall = data["recall_points"]
+    for key, what in (("mask_pr_curve", "mask"), ("box_pr_curve", "box")):
+        fig, ax = plt.subplots(figsize=(6, 4.5), dpi=100)
+        curves = data[key]
+        for label, precision in curves.items():
+            ax.plot(recall, precision, label=f"{label} (AP50 {np.mean(precision):.3f})")
+        if curves:
+            mean = np.mean(list(curves.values()), axis=0)
+            ax.plot(recall, mean, color="black", linewidth=2.5, label=f"all classes (mAP50 {mean.mean():.3f})")
+        ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02),
+               title=f"{what.capitalize()} precision-recall at IoU 0.5")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="lower left")
+        save(fig, f"{key}.png", f"{what.capitalize()} precision-recall")
+
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    f1 = data["f1_curve"]
+    ax.plot(f1["thresholds"], f1["f1"], color="tab:blue")
+    best = int(np.argmax(f1["f1"]))
+    ax.axvline(data["confidence_threshold"], color="tab:red", linestyle="--",
+               label=f"model's threshold {data['confidence_threshold']:.2f}")
+    ax.scatter([f1["thresholds"][best]], [f1["f1"][best]], color="black", zorder=3,
+               label=f"best F1 {f1['f1'][best]:.3f} at {f1['thresholds'][best]:.2f}")
+    ax.set(xlabel="confidence threshold", ylabel="F1 (masks, IoU 0.5)", xlim=(0, 1), ylim=(0, 1.02),
+           title="F1 against the confidence threshold")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    save(fig, "f1_curve.png", "F1 against the confidence threshold")
+
+    classes = data["confusion_matrix"]["classes"]
+    matrix = np.array(data["confusion_matrix"]["rows_true_columns_predicted"])
+    side = max(4.0, 0.6 * len(classes) + 2)
+    fig, ax = plt.subplots(figsize=(side + 1, side), dpi=100)
+    image = ax.imshow(matrix, cmap="Blues")
+    fig.colorbar(image, ax=ax, fraction=0.046)
+    ax.set(xticks=range(len(classes)), yticks=range(len(classes)), xlabel="predicted", ylabel="true",
+           title=f"Confusion matrix\n(detections >= {data['confidence_threshold']:.2f}, mask IoU >= 0.5)")
+    ax.set_xticklabels(classes, rotation=45, ha="right")
+    ax.set_yticklabels(classes)
+    for (row, column), value in np.ndenumerate(matrix):
+        ax.text(column, row, str(value), ha="center", va="center",
+                color="white" if value > matrix.max() / 2 else "black", fontsize=9)
+    save(fig, "confusion_matrix.png", "Confusion matrix")
+
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    width = 0.38
+    for offset, what in ((-width / 2, "mask"), (width / 2, "box")):
+        values = [data["ap_by_size"][what][size] for size in SIZES]
+        bars = ax.bar(np.arange(len(SIZES)) + offset, [v or 0.0 for v in values], width, label=f"{what} mAP")
+        for bar, value in zip(bars, values):
+            ax.text(bar.get_x() + bar.get_width() / 2, bar.get_height() + 0.01,
+                    "n/a" if value is None else f"{value:.3f}", ha="center", fontsize=8)
+    ax.set_xticks(range(len(SIZES)))
+    ax.set_xticklabels(["small (< 32²)", "medium", "large (> 96²)"])
+    ax.set(ylabel="mAP (IoU 0.5:0.95)", ylim=(0, 1.05), title="mAP by object size (n/a: no such objects)")
+    ax.legend(fontsize=8)
+    save(fig, "ap_by_size.png", "mAP by object size")
+    return plots
+
+
+def _html(data: dict[str, Any], metrics: dict[str, Any], plots: dict[str, str]) -> str:
+    escape = html.escape
+    rows = "".join(f"<tr><td>{escape(k)}</td><td>{metrics[k]:.4f}</td></tr>"
+                   for k in ("mask_mAP", "mask_mAP_50", "bbox_mAP", "bbox_mAP_50", "f_measure"))
+    classes = "".join(f"<tr><td>{escape(label)}</td><td>{v['mask_mAP']:.4f}</td></tr>"
+                      for label, v in metrics["per_class"].items())
+    figures = "".join(f"<figure><img src='{escape(name)}' alt='{escape(title)}'><figcaption>{escape(title)}"
+                      "</figcaption></figure>" for title, name in plots.items())
+    worst = "".join(
+        f"<figure><img src='{escape(w['file'])}' alt='{escape(w['image'])}'><figcaption>{escape(Path(w['image']).name)}:"
+        f" {w['missed']} missed, {w['false_positives']} false positives, {w['wrong_class']} wrong class</figcaption>"
+        "</figure>" for w in data["worst_images"]) or "<p>No image has an error at this threshold.</p>"
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>otxlite evaluation report</title>
+<style>body{{font-family:sans-serif;margin:2em;max-width:1400px}} table{{border-collapse:collapse;margin:1em 0}}
+td,th{{border:1px solid #ccc;padding:4px 10px;text-align:right}} td:first-child{{text-align:left}}
+figure{{display:inline-block;margin:0.5em;vertical-align:top}} img{{max-width:640px}}</style></head>
+<body><h1>Evaluation report</h1>
+<p>{metrics['num_images']} images; confidence threshold {data['confidence_threshold']:.2f} for the confusion
+matrix and the worst images (all detections for mAP).</p>
+<h2>Metrics</h2><table><tr><th>metric</th><th>value</th></tr>{rows}</table>
+<h2>Mask mAP per class</h2><table><tr><th>class</th><th>mask mAP</th></tr>{classes}</table>
+<h2>Plots</h2>{figures}
+<h2>Worst images</h2>{worst}
+</body></html>
+"""
