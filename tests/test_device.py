@@ -120,6 +120,24 @@ def test_cpu_needs_no_probe(monkeypatch) -> None:
     assert os.environ["CUDA_VISIBLE_DEVICES"] == ""
 
 
+def test_mmcv_build_that_crashes_when_asked_its_cuda_version_is_named(monkeypatch) -> None:
+    """The version is asked in a child process: a crashing build (a segfault, as one built with the wrong
+    compiler did on an H100) gives a warning that names the crash and the fix, and the trainer lives on."""
+    import otxlite.engine.device as device
+
+    monkeypatch.setattr(device, "_VERSION_CHECK", "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)")
+    monkeypatch.setattr(torch.version, "cuda", "13.0")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(device, "_compute_capability", lambda: "9.0")
+    probe = probe_cuda(run_op=False)
+    assert probe.mmcv_cuda is None and "crashed the process (signal 11)" in probe.op_error
+    choice = choose_device("auto", probe)
+    assert choice.device == "cpu" and "CC=/usr/bin/gcc CXX=/usr/bin/g++ bash scripts/setup.sh" in choice.warning
+    assert "no CUDA kernels" not in choice.warning
+    with pytest.raises(OtxliteError, match="crashed the process"):
+        choose_device("cuda", probe)
+
+
 # ---------------------------------------------------------------- this machine, for real
 
 

@@ -40,6 +40,9 @@ rois = torch.tensor([[0.0, 0.0, 0.0, 4.0, 4.0]], device="cuda")
 mmcv.ops.roi_align(torch.rand(1, 1, 8, 8, device="cuda"), rois, (2, 2), 1.0, 0, "avg", True)
 torch.cuda.synchronize()
 """
+# The CUDA version mmcv's ops were compiled with, also asked in a child process: a build made with the wrong
+# compiler segfaults right there (seen with a GCC wrapper on an H100 image), which must not kill the trainer.
+_VERSION_CHECK = "from mmcv.ops import get_compiling_cuda_version; print(get_compiling_cuda_version())"
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,10 @@ def rebuild_hint(probe: CudaProbe) -> str:
 
 def _mmcv_problem(probe: CudaProbe) -> str | None:
     """Why mmcv's ops cannot run on this GPU, or ``None`` if they can."""
+    if probe.mmcv_cuda is None and probe.op_error:
+        return (f"an NVIDIA GPU is present, but {probe.op_error}: mmcv {MMCV_VERSION} was probably built with "
+                "another compiler than torch's. Rebuild it with the system compiler: "
+                "CC=/usr/bin/gcc CXX=/usr/bin/g++ bash scripts/setup.sh.")
     if probe.mmcv_cuda is None:
         return (f"an NVIDIA GPU is present, but mmcv's compiled ops have no CUDA kernels (mmcv {MMCV_VERSION} was "
                 "built for the CPU, FORCE_CUDA=0), so RoIAlign and NMS cannot run on it.")
@@ -160,22 +167,35 @@ def cuda_op_error() -> str | None:
     return lines[-1] if lines else f"the check exited with code {result.returncode}"
 
 
+def mmcv_cuda_version() -> tuple[str | None, str | None]:
+    """The CUDA version of mmcv's compiled ops (``None``: CPU-only ops), asked in a child process; and, if
+    asking crashed that process, what happened (else ``None``)."""
+    try:
+        result = subprocess.run([sys.executable, "-c", _VERSION_CHECK], capture_output=True, text=True, timeout=300)
+    except subprocess.TimeoutExpired:
+        return None, "asking mmcv's ops for their CUDA version did not finish within 300 s"
+    if result.returncode != 0:
+        crash = f"signal {-result.returncode}" if result.returncode < 0 else f"exit code {result.returncode}"
+        return None, f"asking mmcv's compiled ops for their CUDA version crashed the process ({crash})"
+    compiled = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else "not available"
+    return (None if compiled == "not available" else compiled), None
+
+
 def probe_cuda(run_op: bool = True) -> CudaProbe:
     """Look at this machine without starting CUDA in this process (see ``CudaProbe``); ``run_op``: also run
     mmcv's ops on the GPU (in a child process) when everything else says they should work."""
     import torch
 
     try:
-        from mmcv.ops import get_compiling_cuda_version
+        import mmcv.ops  # noqa: F401  (the compiled extension loads here)
     except ImportError as err:
         raise OtxliteError(f"mmcv's compiled ops do not import ({err}). Run `bash scripts/setup.sh` again to "
                            f"rebuild mmcv {MMCV_VERSION} for this torch ({torch.__version__}).") from err
-    compiled = get_compiling_cuda_version()
-    mmcv_cuda = None if compiled == "not available" else compiled
     torch_cuda = torch.version.cuda
     gpus = torch.cuda.device_count() if torch_cuda else 0  # NVML where it can, which does not start CUDA
+    mmcv_cuda, crash = mmcv_cuda_version() if gpus else (None, None)  # without a GPU, the CPU is the only choice
     probe = CudaProbe(gpus=gpus, torch_cuda=torch_cuda, mmcv_cuda=mmcv_cuda,
-                      compute_capability=_compute_capability() if gpus else None)
+                      compute_capability=_compute_capability() if gpus else None, op_error=crash)
     if run_op and gpus and _mmcv_problem(probe) is None:
         probe = CudaProbe(**{**probe.__dict__, "op_error": cuda_op_error()})
     return probe
