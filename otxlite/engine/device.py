@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import importlib
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -187,7 +188,7 @@ def probe_cuda(run_op: bool = True) -> CudaProbe:
     import torch
 
     try:
-        import mmcv.ops  # noqa: F401  (the compiled extension loads here)
+        importlib.import_module("mmcv.ops")  # the compiled extension loads here
     except ImportError as err:
         raise OtxliteError(f"mmcv's compiled ops do not import ({err}). Run `bash scripts/setup.sh` again to "
                            f"rebuild mmcv {MMCV_VERSION} for this torch ({torch.__version__}).") from err
