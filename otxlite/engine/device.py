@@ -15,9 +15,9 @@ trains; ``learning_parameters.precision`` picks bf16 or fp32) and pinned host me
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
-import importlib
 import subprocess
 import sys
 from dataclasses import dataclass
