@@ -8,12 +8,14 @@ fit, every template is one plain line with all its columns.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
 from otxlite.console import console as default_console
+from otxlite.templates import TEMPLATES_ROOT
 
 COLUMNS = ("name", "GFLOPs", "size MB", "input size", "start", "id", "path")
 NARROW_DROPS = ("id", "path")  # left out, in this order, while the table is wider than the terminal
@@ -28,8 +30,17 @@ def template_rows(templates: list[Any]) -> list[tuple[str, ...]]:
         size = t.hyper_parameters.get("data", {}).get("input_size")
         rows.append((t.name, f"{t.gigaflops:.1f}" if t.gigaflops else "-", f"{t.size:.1f}" if t.size else "-",
                      "x".join(map(str, size)) if size else "-", t.pretrained_start, t.model_template_id,
-                     os.path.relpath(t.path)))
+                     shown_path(t.path)))
     return rows
+
+
+def shown_path(path: Path) -> str:
+    """A shipped template as ``templates/...`` (under ``otxlite/assets``, linked at the top of a checkout);
+    anything else relative to the working directory."""
+    try:
+        return str(Path("templates") / Path(path).resolve().relative_to(TEMPLATES_ROOT.resolve()))
+    except ValueError:
+        return os.path.relpath(path)
 
 
 def plain_lines(rows: list[tuple[str, ...]]) -> list[str]:

@@ -23,14 +23,15 @@ FAST_PARAMS = [
     "learning_parameters.learning_rate_warmup_iters=5",
 ]
 
-# Fixtures that train or export a model: a test that uses one is `slow` (`pytest -m "not slow"` skips it).
-MODEL_FIXTURES = {"trained_run", "exported_ir", "half_precision_ir", "coins_run", "coins_ir", "solov2_ir", "int8_run",
-                  "pytorch_detector", "trained_server"}
+# Fixtures that train or export a model, or run setup.sh: a test that uses one is `slow` (`pytest -m "not slow"`
+# skips it and runs in under 2 minutes).
+SLOW_FIXTURES = {"trained_run", "exported_ir", "half_precision_ir", "coins_run", "coins_ir", "solov2_ir", "int8_run",
+                 "pytorch_detector", "trained_server", "checkout"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if MODEL_FIXTURES & set(getattr(item, "fixturenames", ())):
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
 
 

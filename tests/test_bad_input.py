@@ -41,6 +41,7 @@ CASES = {
 }
 
 
+@pytest.mark.slow  # each case imports the OpenMMLab stack in a fresh process (5-12 s)
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_bad_model_config_is_one_paragraph_before_the_run_folder(case: str, sample_dataset: Path,
                                                                  tmp_path: Path) -> None:
@@ -151,6 +152,7 @@ def test_ir_that_cannot_be_written_names_its_path(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["not_a_folder", "openvino.bin", "openvino.xml"]
 
 
+@pytest.mark.slow
 def test_load_weights_that_would_run_code_is_refused(tiny_dataset: Path, tmp_path: Path) -> None:
     """`getattr` is allowed only when resuming the user's own run: a foreign --load-weights file that needs it
     (as a crafted pickle would) is refused in one paragraph instead of being unpickled."""

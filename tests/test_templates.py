@@ -231,6 +231,7 @@ def test_template_has_computed_gigaflops_and_size(path):
     assert "scripts/compute_model_stats.py" in text  # the template says where its numbers come from
 
 
+@pytest.mark.slow
 def test_stored_sizes_match_the_models():
     """Sizes need no forward pass; GFLOPs at full input size are checked by the script itself (minutes)."""
     result = subprocess.run([sys.executable, str(STATS_SCRIPT), "--check", "--size-only"],
