@@ -71,14 +71,25 @@ def test_predict_runs_without_torch(exported_ir: Path, sample_dataset: Path, tmp
     assert (tmp_path / "out" / "predictions.json").is_file()
 
 
-def test_eval_on_ir_matches_pytorch_keys(exported_ir: Path, trained_run, sample_dataset: Path, tmp_path: Path) -> None:
+def test_eval_on_ir_reports_like_pytorch_and_writes_the_report(exported_ir: Path, trained_run, sample_dataset: Path,
+                                                              tmp_path: Path) -> None:
+    """performance.json of an IR has the keys of training's; report/ accounts for every ground-truth object once
+    (found, confused or missed: the confusion matrix's true rows) and draws the images with errors."""
     result = otxlite("eval", "--load-weights", str(exported_ir), "--test-data-roots", str(sample_dataset),
                      "-o", str(tmp_path))
     assert result.returncode == 0, result.stderr
     ir_report = json.loads((tmp_path / "performance.json").read_text())
     torch_report = json.loads((trained_run.run_dir / "performance.json").read_text())
-    assert set(ir_report) == set(torch_report)
-    assert ir_report["model"] == "openvino.xml"
+    assert set(ir_report) == set(torch_report) and ir_report["model"] == "openvino.xml"
+    assert "report.html" in result.stdout
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    ground_truth = json.loads((tmp_path / "data" / "test.json").read_text())["annotations"]
+    matrix = np.array(report["confusion_matrix"]["rows_true_columns_predicted"])
+    assert matrix[:-1].sum() == sum(1 for a in ground_truth if not a.get("iscrowd"))
+    assert report["confidence_threshold"] == pytest.approx(ir_report["confidence_threshold"], abs=1e-4)
+    for worst in report["worst_images"]:
+        assert (tmp_path / "report" / worst["file"]).is_file()
+        assert worst["missed"] + worst["false_positives"] + worst["wrong_class"] > 0
 
 
 def test_ir_errors_are_clear(exported_ir: Path, tmp_path: Path) -> None:

@@ -82,6 +82,12 @@ def test_eval_cli_writes_performance(trained_run, sample_dataset: Path, tmp_path
     assert PERFORMANCE_KEYS <= set(report)
     assert report["num_images"] == 32  # eval reads every subset of the folder
     assert "mask_mAP" in result.stdout
+    # weights.pth goes through mmengine's test loop; the report is the same as an IR's (test_predict.py)
+    data = json.loads((tmp_path / "report" / "report.json").read_text())
+    ground_truth = json.loads((tmp_path / "data" / "test.json").read_text())["annotations"]
+    assert sum(map(sum, data["confusion_matrix"]["rows_true_columns_predicted"][:-1])) == \
+        sum(1 for a in ground_truth if not a["iscrowd"])
+    assert data["confidence_threshold"] == pytest.approx(report["confidence_threshold"], abs=1e-4)
 
 
 def test_eval_rejects_unknown_label(trained_run, tmp_path: Path) -> None:
