@@ -1,4 +1,5 @@
-"""What a model gets right and wrong on a labelled set: the evaluation report that ``otxlite eval`` writes.
+"""What a model gets right and wrong on a labelled set: the evaluation report that ``otxlite eval`` writes
+(and ``otxlite train``, for the validation whose model it keeps; ``otxlite optimize``, for the INT8 model).
 
     report/
       report.html            everything below on one page, with the metrics and per-class tables
@@ -37,13 +38,15 @@ SIZES = ("small", "medium", "large")
 
 
 def evaluate_and_report(ann_file: Path, predictions: list[ImageDetections], labels: list[str], report_dir: Path,
-                        confidence_threshold: float | None) -> dict[str, Any]:
+                        confidence_threshold: float | None, unless_below: float = -1.0) -> dict[str, Any]:
     """``evaluate_predictions``'s metrics, and the report written to ``report_dir`` (COCOeval runs once) at
-    ``confidence_threshold`` (``None``: the best F-measure's)."""
+    ``confidence_threshold`` (``None``: the best F-measure's) if the mask mAP reaches ``unless_below``
+    (training: only for the validations whose model is kept as weights.pth)."""
     evaluation = coco_evaluation(ann_file, predictions)
     metrics = evaluate_predictions(ann_file, predictions, labels, evaluation)
-    threshold = metrics["best_confidence_threshold"] if confidence_threshold is None else confidence_threshold
-    write_model_report(report_dir, evaluation, predictions, labels, threshold, metrics)
+    if metrics["mask_mAP"] >= unless_below:
+        threshold = metrics["best_confidence_threshold"] if confidence_threshold is None else confidence_threshold
+        write_model_report(report_dir, evaluation, predictions, labels, threshold, metrics)
     return metrics
 
 

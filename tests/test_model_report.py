@@ -96,3 +96,22 @@ def test_report_images_and_page(known_set, tmp_path: Path) -> None:
     left, right = side_by_side[24:, :SIZE], side_by_side[24:, SIZE:]
     assert not np.array_equal(left, right)  # the predictions differ from the truth, so must the drawings
     assert "cat" in page and "1 missed" not in page.split("image_1.png")[1].split("</figcaption>")[0]
+
+
+def test_training_reports_only_the_validations_whose_model_is_kept(known_set, tmp_path: Path) -> None:
+    """During training the metric writes report/ when the mask mAP is the best so far (ties: the later), the
+    rule RunFolderHook keeps weights.pth by, so the report always describes the saved model."""
+    from otxlite.engine.metrics import InstanceSegMetric
+
+    ann_file, good = known_set
+    poor = [ImageDetections(p.image_id, p.boxes[:0], p.scores[:0], p.labels[:0], []) for p in good]
+    metric = InstanceSegMetric(str(ann_file), LABELS, report_dir=str(tmp_path / "report"), confidence_threshold=0.5,
+                               report_kept_only=True)
+    matrix = lambda: json.loads((tmp_path / "report" / "report.json").read_text())["confusion_matrix"]  # noqa: E731
+    metric.compute_metrics(poor)  # first validation: kept
+    assert matrix()["rows_true_columns_predicted"][2] == [0, 0, 0]
+    metric.compute_metrics(good)  # better: kept, report rewritten
+    kept = matrix()
+    assert kept["rows_true_columns_predicted"][2] == [0, 1, 0]
+    metric.compute_metrics(poor)  # worse: weights.pth stays, and so does its report
+    assert matrix() == kept
