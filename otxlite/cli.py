@@ -215,6 +215,26 @@ def predict(
 
 
 @app.command()
+def explain(
+    load_weights: Annotated[Path, typer.Option("--load-weights", help="openvino.xml (OpenVINO only) or weights.pth (PyTorch).")],
+    input: Annotated[str, typer.Option("--input", "-i", help="An image, a folder of images, or a glob like 'photos/*.jpg'.")],
+    output: Output = None,
+    verbose: Verbose = False,
+) -> None:
+    """Saliency maps: per image and class, where the model sees that class (score x mask, the maximum over its
+    detections, as OTX explains instance segmentation); writes saliency/<image>.npy and <image>_<class>.png.
+
+    Example: otxlite explain --load-weights runs/effnet/openvino/openvino.xml -i photos/ -o runs/effnet/explain
+    """
+    from otxlite.explain import explain as run_explain
+    from otxlite.summary import print_summary
+
+    result = run_explain(load_weights, input, output)
+    console.print(f"{result.images} images explained, {len(result.skipped)} files skipped")
+    print_summary("Explanation finished", None, {"saliency maps": result.folder})
+
+
+@app.command()
 def serve(
     load_weights: Annotated[Path, typer.Option("--load-weights", help="An exported openvino.xml (FP32 or INT8).")],
     host: Annotated[str, typer.Option("--host", help="Address to listen on; 0.0.0.0 exposes the service to the network.")] = "127.0.0.1",
