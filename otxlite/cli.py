@@ -16,7 +16,7 @@ import typer
 from otxlite import __version__
 from otxlite.console import console, err_console, set_verbose
 from otxlite.data.formats import FORMATS
-from otxlite.errors import OtxliteError
+from otxlite.errors import OtxliteError, resource_problem
 
 app = typer.Typer(
     name="otxlite",
@@ -271,9 +271,13 @@ def main() -> None:
     except KeyboardInterrupt:
         err_console.print("Interrupted.")
         sys.exit(130)
-    except Exception as err:  # anything else is otxlite's fault, not the user's
+    except Exception as err:  # the machine's limits are the user's to fix; anything else is otxlite's fault
         if verbose:
             traceback.print_exc()
+        problem = resource_problem(err)
+        if problem is not None:
+            err_console.print(f"[bold red]Error:[/] {problem}", soft_wrap=True)
+            sys.exit(2)
         err_console.print(f"[bold red]Error:[/] {type(err).__name__}: {err}. This is a bug in otxlite, not a problem "
                           "with your input: please report it to otxlite's maintainers with the command you ran and "
                           "its output with --verbose (which adds the traceback).",
