@@ -215,6 +215,34 @@ def predict(
 
 
 @app.command()
+def benchmark(
+    load_weights: Annotated[Path, typer.Option("--load-weights", help="weights.pth (PyTorch, IR FP32 and FP16 are measured) or openvino.xml (FP32: FP32 and FP16; INT8/FP16: itself).")],
+    test_data_roots: Annotated[Path, typer.Option("--test-data-roots", help="Labelled images to measure accuracy and speed on.")],
+    train_data_roots: Annotated[Optional[Path], typer.Option("--train-data-roots", help="Also make and measure INT8, calibrated on these images.")] = None,
+    output: Output = None,
+    data_format: DataFormat = None,
+    verbose: Verbose = False,
+) -> None:
+    """Accuracy (mask/box mAP), latency (p50/p90, one image at a time) and throughput of every form of a model:
+    PyTorch, OpenVINO FP32, FP16 and INT8, on your data and this machine; writes benchmark.json.
+
+    Example: otxlite benchmark --load-weights runs/effnet/models/weights.pth --test-data-roots data/my_coco --train-data-roots data/my_coco -o runs/effnet/bench
+    """
+    from otxlite.benchmark import benchmark as run_benchmark
+    from otxlite.benchmark import benchmark_table
+    from otxlite.model_files import ModelKind, model_kind
+    from otxlite.summary import print_summary
+
+    if model_kind(load_weights) is ModelKind.PYTORCH:  # PyTorch is measured where the IRs run: on the CPU
+        from otxlite.engine.device import use_device
+
+        use_device("cpu")
+    report, out = run_benchmark(load_weights, test_data_roots, output, train_data_roots, data_format)
+    console.print(benchmark_table(report))
+    print_summary("Benchmark finished", None, {"benchmark": out})
+
+
+@app.command()
 def explain(
     load_weights: Annotated[Path, typer.Option("--load-weights", help="openvino.xml (OpenVINO only) or weights.pth (PyTorch).")],
     input: Annotated[str, typer.Option("--input", "-i", help="An image, a folder of images, or a glob like 'photos/*.jpg'.")],
