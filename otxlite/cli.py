@@ -16,7 +16,7 @@ import typer
 from otxlite import __version__
 from otxlite.console import console, err_console, set_verbose
 from otxlite.data.formats import FORMATS
-from otxlite.errors import OtxliteError
+from otxlite.errors import OtxliteError, resource_problem
 
 app = typer.Typer(
     name="otxlite",
@@ -151,9 +151,9 @@ def optimize(
     train_data_roots: Annotated[Path, typer.Option("--train-data-roots", help="Images to calibrate on (the training data).")],
     val_data_roots: Annotated[Optional[Path], typer.Option("--val-data-roots", help="Validation data: FP32 vs INT8 comparison and performance.json.")] = None,
     output: Output = None,
-    subset_size: Annotated[int, typer.Option("--subset-size", min=1, help="Number of calibration images.")] = 300,
-    preset: Annotated[str, typer.Option("--preset", help="performance (symmetric) or mixed (asymmetric activations).")] = "mixed",
-    max_accuracy_drop: Annotated[float, typer.Option("--max-accuracy-drop", min=0.0, help="With --val-data-roots: the INT8 model's mask mAP (measured as `otxlite eval` does) stays within this absolute drop of the FP32 IR's; layers go back to FP32 until it does.")] = 0.01,
+    subset_size: Annotated[Optional[int], typer.Option("--subset-size", min=1, help="Number of calibration images (default: the template's optimization.subset_size, 300).")] = None,
+    preset: Annotated[Optional[str], typer.Option("--preset", help="performance (symmetric) or mixed (asymmetric activations) (default: the template's, mixed).")] = None,
+    max_accuracy_drop: Annotated[Optional[float], typer.Option("--max-accuracy-drop", min=0.0, max=1.0, help="With --val-data-roots: the INT8 model's mask mAP (measured as `otxlite eval` does) stays within this absolute drop of the FP32 IR's; layers go back to FP32 until it does (default: the template's, 0.01).")] = None,
     accept_accuracy_drop: Annotated[bool, typer.Option("--accept-accuracy-drop", help="Save the INT8 model even if the bound cannot be met (default: save nothing, exit non-zero).")] = False,
     data_format: DataFormat = None,
     verbose: Verbose = False,
@@ -215,6 +215,54 @@ def predict(
 
 
 @app.command()
+def benchmark(
+    load_weights: Annotated[Path, typer.Option("--load-weights", help="weights.pth (PyTorch, IR FP32 and FP16 are measured) or openvino.xml (FP32: FP32 and FP16; INT8/FP16: itself).")],
+    test_data_roots: Annotated[Path, typer.Option("--test-data-roots", help="Labelled images to measure accuracy and speed on.")],
+    train_data_roots: Annotated[Optional[Path], typer.Option("--train-data-roots", help="Also make and measure INT8, calibrated on these images.")] = None,
+    output: Output = None,
+    data_format: DataFormat = None,
+    verbose: Verbose = False,
+) -> None:
+    """Accuracy (mask/box mAP), latency (p50/p90, one image at a time) and throughput of every form of a model:
+    PyTorch, OpenVINO FP32, FP16 and INT8, on your data and this machine; writes benchmark.json.
+
+    Example: otxlite benchmark --load-weights runs/effnet/models/weights.pth --test-data-roots data/my_coco --train-data-roots data/my_coco -o runs/effnet/bench
+    """
+    from otxlite.benchmark import benchmark as run_benchmark
+    from otxlite.benchmark import benchmark_table
+    from otxlite.model_files import ModelKind, model_kind
+    from otxlite.summary import print_summary
+
+    if model_kind(load_weights) is ModelKind.PYTORCH:  # PyTorch is measured where the IRs run: on the CPU
+        from otxlite.engine.device import use_device
+
+        use_device("cpu")
+    report, out = run_benchmark(load_weights, test_data_roots, output, train_data_roots, data_format)
+    console.print(benchmark_table(report))
+    print_summary("Benchmark finished", None, {"benchmark": out})
+
+
+@app.command()
+def explain(
+    load_weights: Annotated[Path, typer.Option("--load-weights", help="openvino.xml (OpenVINO only) or weights.pth (PyTorch).")],
+    input: Annotated[str, typer.Option("--input", "-i", help="An image, a folder of images, or a glob like 'photos/*.jpg'.")],
+    output: Output = None,
+    verbose: Verbose = False,
+) -> None:
+    """Saliency maps: per image and class, where the model sees that class (score x mask, the maximum over its
+    detections, as OTX explains instance segmentation); writes saliency/<image>.npy and <image>_<class>.png.
+
+    Example: otxlite explain --load-weights runs/effnet/openvino/openvino.xml -i photos/ -o runs/effnet/explain
+    """
+    from otxlite.explain import explain as run_explain
+    from otxlite.summary import print_summary
+
+    result = run_explain(load_weights, input, output)
+    console.print(f"{result.images} images explained, {len(result.skipped)} files skipped")
+    print_summary("Explanation finished", None, {"saliency maps": result.folder})
+
+
+@app.command()
 def serve(
     load_weights: Annotated[Path, typer.Option("--load-weights", help="An exported openvino.xml (FP32 or INT8).")],
     host: Annotated[str, typer.Option("--host", help="Address to listen on; 0.0.0.0 exposes the service to the network.")] = "127.0.0.1",
@@ -251,9 +299,13 @@ def main() -> None:
     except KeyboardInterrupt:
         err_console.print("Interrupted.")
         sys.exit(130)
-    except Exception as err:  # anything else is otxlite's fault, not the user's
+    except Exception as err:  # the machine's limits are the user's to fix; anything else is otxlite's fault
         if verbose:
             traceback.print_exc()
+        problem = resource_problem(err)
+        if problem is not None:
+            err_console.print(f"[bold red]Error:[/] {problem}", soft_wrap=True)
+            sys.exit(2)
         err_console.print(f"[bold red]Error:[/] {type(err).__name__}: {err}. This is a bug in otxlite, not a problem "
                           "with your input: please report it to otxlite's maintainers with the command you ran and "
                           "its output with --verbose (which adds the traceback).",

@@ -1,4 +1,5 @@
-"""What a model gets right and wrong on a labelled set: the evaluation report that ``otxlite eval`` writes.
+"""What a model gets right and wrong on a labelled set: the evaluation report that ``otxlite eval`` writes
+(and ``otxlite train``, for the validation whose model it keeps; ``otxlite optimize``, for the INT8 model).
 
     report/
       report.html            everything below on one page, with the metrics and per-class tables
@@ -8,11 +9,18 @@
       f1_curve.png           F1 against the confidence threshold, the model's threshold marked
       confusion_matrix.png   true class (rows) x predicted class (columns), background included
       ap_by_size.png         mask and box mAP of small (< 32^2 px), medium and large objects
+      error_breakdown.png    mask AP if each kind of error were forgiven (COCO's analysis, below)
       worst/NN_<image>.png   the images with the most errors: ground truth left, predictions right
 
 The confusion matrix and the worst images use the detections kept at the model's confidence threshold,
 matched to ground truth by mask IoU >= 0.5 regardless of class (highest score first); crowd regions are
 left out. Everything else uses all detections, as COCO mAP does.
+
+The error breakdown follows COCO's analyze() (Hoiem et al.), on masks, averaged over classes: C75 and C50 are
+AP at IoU 0.75 and 0.5; Loc at IoU 0.1 (poor localisation forgiven); Oth at IoU 0.1 with classes ignored
+(confusions forgiven; there are no super-categories, so COCO's Sim is the same); BG with every false positive
+on background removed (precision 1 up to the recall Oth reaches); FN 1.0 (nothing missed). Each gap between
+neighbours is what that kind of error costs.
 """
 
 from __future__ import annotations
@@ -22,9 +30,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import contextlib
+import io
+
 import cv2
 import numpy as np
 from pycocotools import mask as mask_utils
+from pycocotools.cocoeval import COCOeval
 
 from otxlite.core.coco_metrics import (
     THRESHOLDS, CocoEvaluation, ImageDetections, coco_evaluation, evaluate_predictions, f1_curve, mask_matches,
@@ -37,13 +49,15 @@ SIZES = ("small", "medium", "large")
 
 
 def evaluate_and_report(ann_file: Path, predictions: list[ImageDetections], labels: list[str], report_dir: Path,
-                        confidence_threshold: float | None) -> dict[str, Any]:
+                        confidence_threshold: float | None, unless_below: float = -1.0) -> dict[str, Any]:
     """``evaluate_predictions``'s metrics, and the report written to ``report_dir`` (COCOeval runs once) at
-    ``confidence_threshold`` (``None``: the best F-measure's)."""
+    ``confidence_threshold`` (``None``: the best F-measure's) if the mask mAP reaches ``unless_below``
+    (training: only for the validations whose model is kept as weights.pth)."""
     evaluation = coco_evaluation(ann_file, predictions)
     metrics = evaluate_predictions(ann_file, predictions, labels, evaluation)
-    threshold = metrics["best_confidence_threshold"] if confidence_threshold is None else confidence_threshold
-    write_model_report(report_dir, evaluation, predictions, labels, threshold, metrics)
+    if metrics["mask_mAP"] >= unless_below:
+        threshold = metrics["best_confidence_threshold"] if confidence_threshold is None else confidence_threshold
+        write_model_report(report_dir, evaluation, predictions, labels, threshold, metrics)
     return metrics
 
 
@@ -119,6 +133,29 @@ def ap_by_size(evaluation: CocoEvaluation) -> dict[str, dict[str, float | None]]
     return result
 
 
+def error_breakdown(evaluation: CocoEvaluation) -> dict[str, float]:
+    """Mask AP with each kind of error forgiven in turn (see the module docstring)."""
+    if evaluation.segm is None:
+        return {name: (1.0 if name == "FN" else 0.0) for name in ("C75", "C50", "Loc", "Oth", "BG", "FN")}
+    result = {}
+    for name, iou, use_categories in (("C75", 0.75, 1), ("C50", 0.5, 1), ("Loc", 0.1, 1), ("Oth", 0.1, 0)):
+        evaluator = COCOeval(evaluation.gt, evaluation.segm.cocoDt, "segm")
+        evaluator.params.iouThrs = np.array([iou])
+        evaluator.params.useCats = use_categories
+        with contextlib.redirect_stdout(io.StringIO()):
+            evaluator.evaluate()
+            evaluator.accumulate()
+        precision = evaluator.eval["precision"][0, :, :, 0, -1]  # [R, K]: all areas, 100 detections
+        per_class = [column[column > -1].mean() for column in precision.T if (column > -1).any()]
+        result[name] = round(float(np.mean(per_class)), 5) if per_class else 0.0
+        if name == "Oth":
+            recall = evaluator.eval["recall"][0, 0, 0, -1]  # the highest recall reached, classes ignored
+            points = evaluator.params.recThrs
+            result["BG"] = round(float((points <= max(float(recall), 0.0) + 1e-9).mean()), 5)
+    result["FN"] = 1.0
+    return result
+
+
 def write_model_report(out_dir: Path, evaluation: CocoEvaluation, predictions: list[ImageDetections],
                        labels: list[str], threshold: float, metrics: dict[str, Any]) -> Path:
     """Write the report folder (see the module docstring); return ``report.html``."""
@@ -133,6 +170,7 @@ def write_model_report(out_dir: Path, evaluation: CocoEvaluation, predictions: l
         "f1_curve": {"thresholds": [float(t) for t in THRESHOLDS], "f1": [round(float(v), 5) for v in curve]},
         "confusion_matrix": {"classes": [*labels, "background"], "rows_true_columns_predicted": matrix.tolist()},
         "ap_by_size": ap_by_size(evaluation),
+        "error_breakdown": error_breakdown(evaluation),
     }
     worst = sorted((e for e in errors if e.total), key=lambda e: -e.total)[:WORST_IMAGES]
     data["worst_images"] = [_draw_worst(out_dir / "worst", rank, e, evaluation, predictions, labels, threshold)
@@ -144,32 +182,46 @@ def write_model_report(out_dir: Path, evaluation: CocoEvaluation, predictions: l
 
 def _draw_worst(folder: Path, rank: int, errors: ImageErrors, evaluation: CocoEvaluation,
                 predictions: list[ImageDetections], labels: list[str], threshold: float) -> dict[str, Any]:
-    """Ground truth (left) and kept predictions (right) of one image, side by side."""
+    """Ground truth (left) and kept predictions (right) of one image, side by side, drawn at a readable size."""
     gt = evaluation.gt
     info = gt.loadImgs([errors.image_id])[0]
     image = cv2.imread(info["file_name"])
     if image is None:
         image = np.zeros((info["height"], info["width"], 3), np.uint8)
+    scale = _panel_scale(image.shape[1])
     anns = gt.loadAnns(gt.getAnnIds(imgIds=[errors.image_id]))
     true_labels = [int(a["category_id"]) - 1 for a in anns]
-    truth = draw_instances(image, [gt.annToMask(a) for a in anns],
-                           np.array([[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2],
-                                      a["bbox"][1] + a["bbox"][3]] for a in anns]).reshape(-1, 4),
-                           true_labels, [labels[i] for i in true_labels], np.ones(len(anns)))
+    true_boxes = np.array([[x, y, x + w, y + h] for x, y, w, h in (a["bbox"] for a in anns)]).reshape(-1, 4)
     pred = next((p for p in predictions if p.image_id == errors.image_id), None)
     keep = [i for i in range(len(pred.scores)) if pred.scores[i] >= threshold] if pred else []
-    predicted = draw_instances(image, [mask_utils.decode(pred.masks[i]) for i in keep],
-                               pred.boxes[keep] if pred else np.zeros((0, 4)),
-                               [int(pred.labels[i]) for i in keep], [labels[int(pred.labels[i])] for i in keep],
-                               pred.scores[keep] if pred else np.zeros(0))
-    canvas = np.concatenate([_caption(truth, "ground truth"), _caption(predicted, f"predicted (>= {threshold:.2f})")],
-                            axis=1)
+    panels = [
+        _panel(image, scale, [gt.annToMask(a) for a in anns], true_boxes, true_labels, labels, None, "ground truth"),
+        _panel(image, scale, [mask_utils.decode(pred.masks[i]) for i in keep], pred.boxes[keep] if pred else
+               np.zeros((0, 4)), [int(pred.labels[i]) for i in keep], labels, pred.scores[keep] if pred else None,
+               f"predicted (>= {threshold:.2f})"),
+    ]
     folder.mkdir(parents=True, exist_ok=True)
     name = f"{rank:02d}_{Path(info['file_name']).stem}.png"
     with atomic_path(folder / name) as tmp:
-        cv2.imwrite(str(tmp), canvas)
+        cv2.imwrite(str(tmp), np.concatenate(panels, axis=1))
     return {"file": f"worst/{name}", "image": info["file_name"], "false_positives": errors.false_positives,
             "missed": errors.missed, "wrong_class": errors.wrong_class}
+
+
+def _panel_scale(width: int, smallest: int = 320, largest: int = 1024) -> float:
+    """The factor that brings a panel's width between ``smallest`` and ``largest`` pixels."""
+    return min(max(width, smallest), largest) / width
+
+
+def _panel(image: np.ndarray, scale: float, masks: list[np.ndarray], boxes: np.ndarray, label_indices: list[int],
+           labels: list[str], scores: np.ndarray | None, caption: str) -> np.ndarray:
+    """``image`` with these instances, scaled by ``scale`` before drawing (so text stays sharp), captioned."""
+    size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
+    scaled = cv2.resize(image, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    masks = [cv2.resize(m.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) for m in masks]
+    drawn = draw_instances(scaled, masks, np.asarray(boxes, np.float32) * scale, label_indices,
+                           [labels[i] for i in label_indices], scores)
+    return _caption(drawn, caption)
 
 
 def _caption(image: np.ndarray, text: str) -> np.ndarray:
@@ -251,6 +303,19 @@ def _plot_all(out_dir: Path, data: dict[str, Any], labels: list[str]) -> dict[st
     ax.set(ylabel="mAP (IoU 0.5:0.95)", ylim=(0, 1.05), title="mAP by object size (n/a: no such objects)")
     ax.legend(fontsize=8)
     save(fig, "ap_by_size.png", "mAP by object size")
+
+    fig, ax = plt.subplots(figsize=(6.5, 4), dpi=100)
+    names = list(data["error_breakdown"])
+    values = [data["error_breakdown"][n] for n in names]
+    bars = ax.bar(range(len(names)), values, color=plt.cm.viridis(np.linspace(0.15, 0.9, len(names))))
+    for bar, value in zip(bars, values):
+        ax.text(bar.get_x() + bar.get_width() / 2, bar.get_height() + 0.01, f"{value:.3f}", ha="center", fontsize=8)
+    meaning = {"C75": "IoU 0.75", "C50": "IoU 0.5", "Loc": "IoU 0.1", "Oth": "classes\nignored",
+               "BG": "no background\nFP", "FN": "no misses"}
+    ax.set_xticks(range(len(names)))
+    ax.set_xticklabels([f"{n}\n{meaning[n]}" for n in names], fontsize=8)
+    ax.set(ylabel="mask AP", ylim=(0, 1.1), title="Mask AP with each kind of error forgiven")
+    save(fig, "error_breakdown.png", "Error breakdown")
     return plots
 
 

@@ -28,6 +28,7 @@ from otxlite.fileio import save_ir_atomic, write_json_atomic
 from otxlite.fp16_weights import compress_float_weights
 from otxlite.model_files import openvino_model
 from otxlite.runs import run_folder
+from otxlite.templates import optimization_settings
 
 QUANTIZED_SCOPES = ("/backbone/", "/neck/", "/rpn_head/rpn_conv", "/bbox_head/shared_fcs", "/mask_head/convs",
                     "/mask_head/mask_feature_head", "/mask_head/cls_convs", "/mask_head/kernel_convs")
@@ -101,9 +102,12 @@ def median_latency_ms(xml: Path, image: np.ndarray, runs: int = 10) -> float:
 
 
 def optimize(load_weights: Path, train_root: Path, val_root: Path | None = None, output: Path | None = None,
-             subset_size: int = 300, preset: str = "mixed", max_accuracy_drop: float | None = 0.01,
+             subset_size: int | None = None, preset: str | None = None, max_accuracy_drop: float | None = None,
              data_format: str | None = None, accept_accuracy_drop: bool = False) -> OptimizeResult:
     """Quantize an IR (or export a ``weights.pth`` first) to INT8 with NNCF; see the module docstring.
+
+    ``subset_size``, ``preset`` and ``max_accuracy_drop`` left ``None`` come from the model's template
+    (its ``optimization`` hyper-parameters; ``otxlite.templates.optimization_settings``).
 
     With ``val_root`` and ``max_accuracy_drop``, the saved model's mask mAP (measured as ``otxlite eval``
     measures it) is kept within ``max_accuracy_drop`` of the FP32 IR's by putting layer groups back into
@@ -117,7 +121,7 @@ def optimize(load_weights: Path, train_root: Path, val_root: Path | None = None,
     from otxlite.core.artifacts import read_metadata, write_metadata
     from otxlite.inference.predictor import preprocess
 
-    if preset not in ("performance", "mixed"):
+    if preset is not None and preset not in ("performance", "mixed"):
         raise OtxliteError(f"--preset {preset}: choose performance or mixed.")
     run_dir = run_folder(output, "optimize")
     fp32_xml = openvino_model(load_weights, run_dir)
@@ -127,6 +131,13 @@ def optimize(load_weights: Path, train_root: Path, val_root: Path | None = None,
     if is_quantized(model):
         raise OtxliteError(f"--load-weights {fp32_xml}: this IR is already quantized (INT8). "
                            "Give the FP32 IR from `otxlite export`.")
+    settings = optimization_settings(metadata.template_id)
+    subset_size = subset_size or settings["subset_size"]
+    preset = preset or settings["preset"]
+    max_accuracy_drop = settings["max_accuracy_drop"] if max_accuracy_drop is None else max_accuracy_drop
+    console.print(f"INT8 settings: --subset-size {subset_size}, --preset {preset}"
+                  f"{f', --max-accuracy-drop {max_accuracy_drop}' if val_root is not None else ''} "
+                  f"(unset options come from the template {metadata.template_id or '(unknown)'})")
     paths = calibration_images(Path(train_root), subset_size, data_format)
     dtype = model.input(0).get_element_type().to_dtype()
 

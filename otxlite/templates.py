@@ -21,7 +21,10 @@ TEMPLATES_ROOT = Path(__file__).resolve().parent / "assets" / "templates"  # pac
 REQUIRED_KEYS = ("model_template_id", "name", "task_type", "model_config", "hyper_parameters")
 PRECISIONS = ("auto", "fp16", "bf16", "fp32")  # auto: mixed precision (fp16) on CUDA, fp32 on the CPU
 # Hyper-parameters every template has without listing them; a template's own value wins.
-DEFAULT_HYPER_PARAMETERS: dict[str, dict[str, Any]] = {"learning_parameters": {"precision": "auto"}}
+DEFAULT_HYPER_PARAMETERS: dict[str, dict[str, Any]] = {
+    "learning_parameters": {"precision": "auto"},
+    "optimization": {"subset_size": 300, "preset": "mixed", "max_accuracy_drop": 0.01},  # otxlite optimize
+}
 
 
 @dataclass(frozen=True)
@@ -112,6 +115,15 @@ def load_template(reference: str) -> Template:
         f"Unknown template '{reference}'.{hint} Give a template YAML path, id or name; "
         f"`otxlite find` lists them: {', '.join(t.name for t in templates)}."
     )
+
+
+def optimization_settings(template_id: str) -> dict[str, Any]:
+    """The ``optimization`` hyper-parameters (subset_size, preset, max_accuracy_drop) of the shipped template
+    with this id; the defaults for any other model (e.g. one trained from the user's own template)."""
+    for template in list_templates():
+        if template.model_template_id == template_id:
+            return dict(template.hyper_parameters["optimization"])
+    return dict(DEFAULT_HYPER_PARAMETERS["optimization"])
 
 
 def with_defaults(hyper_parameters: dict[str, Any]) -> dict[str, Any]:

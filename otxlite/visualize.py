@@ -17,21 +17,23 @@ def color_of(label_index: int) -> tuple[int, int, int]:
 
 
 def draw_instances(image: np.ndarray, masks: list[np.ndarray], boxes: np.ndarray, label_indices: list[int],
-                   names: list[str], scores: np.ndarray, alpha: float = 0.45) -> np.ndarray:
-    """Return a BGR copy of ``image`` with translucent masks, outlines, boxes and 'label score' tags."""
+                   names: list[str], scores: np.ndarray | None, alpha: float = 0.45) -> np.ndarray:
+    """Return a BGR copy of ``image`` with translucent masks, outlines, boxes and 'label score' tags (just
+    'label' when ``scores`` is None, e.g. for ground truth)."""
     canvas = image.copy()
     overlay = image.copy()
     for mask, label in zip(masks, label_indices):
         overlay[mask.astype(bool)] = color_of(label)
     canvas = cv2.addWeighted(overlay, alpha, canvas, 1 - alpha, 0)
     thickness = max(1, round(max(image.shape[:2]) / 400))
-    for mask, box, label, name, score in zip(masks, boxes, label_indices, names, scores):
+    for mask, box, label, name, score in zip(masks, boxes, label_indices, names,
+                                             [None] * len(names) if scores is None else scores):
         color = color_of(label)
         contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
         cv2.drawContours(canvas, contours, -1, color, thickness)
         x0, y0, x1, y1 = (int(round(v)) for v in box)
         cv2.rectangle(canvas, (x0, y0), (x1, y1), color, thickness)
-        text = f"{name} {score:.2f}"
+        text = name if score is None else f"{name} {score:.2f}"
         scale = max(0.35, thickness * 0.4)
         (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
         ty = max(y0, th + base)

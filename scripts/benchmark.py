@@ -82,6 +82,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from otxlite.fileio import write_json_atomic, write_text_atomic  # noqa: E402
+from otxlite.measure import cpu_model_and_flags, spread, time_calls  # noqa: E402
 
 MARKER = "BENCHMARK_RESULT "
 DEFAULT_OUTPUT = REPO / "benchmarks" / "results.json"
@@ -90,34 +91,11 @@ SAMPLE_IMAGES = dict(num_train=24, num_val=2, size=256)
 MATMUL_N = 2048
 BUSY_LIMIT = 0.15  # other processes' share of the CPUs above which the report warns
 TARGETS = dict(openvino_vs_pytorch=2.0, int8_vs_fp32=1.3, training_overhead=1.05, help_s=1.0, import_s=30.0)
-ISA_FLAGS = {"AVX2": ("avx2",), "AVX-512": ("avx512f",), "AVX-512 VNNI": ("avx512_vnni",),
-             "AVX-VNNI": ("avx_vnni",), "AVX-512 BF16": ("avx512_bf16",), "AMX": ("amx_tile", "amx_int8", "amx_bf16")}
 
 
 # --------------------------------------------------------------------------------------------
 # Small measuring helpers (shared by the phases)
 # --------------------------------------------------------------------------------------------
-
-def spread(values: list[float], digits: int = 2) -> dict[str, Any]:
-    """Median and 10th/90th percentiles of ``values``."""
-    import numpy as np
-
-    array = np.asarray(values, dtype=float)
-    median, p10, p90 = (float(np.percentile(array, q)) for q in (50, 10, 90))
-    return dict(median=round(median, digits), p10=round(p10, digits), p90=round(p90, digits), n=len(values))
-
-
-def time_calls(call: Callable[[], Any], warmup: int, repeats: int) -> list[float]:
-    """Milliseconds of ``repeats`` calls of ``call`` after ``warmup`` untimed ones."""
-    for _ in range(warmup):
-        call()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        times.append((time.perf_counter() - start) * 1000)
-    return times
-
 
 def maxrss_mib() -> float:
     """This process's peak resident memory in MiB (Linux reports KiB)."""
@@ -142,21 +120,6 @@ def others_busy(seconds: float = 0.5) -> float | None:
     except (OSError, ValueError, IndexError):
         return None
     return round(1 - (idle1 - idle0) / max(total1 - total0, 1), 3)
-
-
-def cpu_model_and_flags() -> tuple[str, dict[str, bool]]:
-    """The CPU's model name and which of the ISA extensions that matter for inference it has."""
-    name, flags = platform.processor() or platform.machine(), set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name" and name in ("", platform.machine(), platform.processor()):
-                name = value.strip()
-            elif key.strip() == "flags" and not flags:
-                flags = set(value.split())
-    except OSError:
-        pass
-    return name, {label: any(flag in flags for flag in names) for label, names in ISA_FLAGS.items()}
 
 
 def compile_config(hint: str, precision: str, profile: bool = False) -> dict[str, str]:

@@ -165,3 +165,29 @@ def test_load_weights_that_would_run_code_is_refused(tiny_dataset: Path, tmp_pat
     assert result.returncode == 2, result.stderr[-2000:]
     assert "otxlite runs no code from a file it did not write" in result.stderr and "getattr" in result.stderr
     assert "--resume-from" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("error, code, fragment", [
+    (RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory: you tried to "
+                  "allocate 8589934592 bytes."), 2, "Out of memory"),
+    (RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB"), 2, "learning_parameters.batch_size"),
+    (MemoryError(), 2, "Out of memory (MemoryError)"),
+    (OSError(28, "No space left on device", "/runs/a/models/last.pth"), 2, "disk is full writing /runs/a/models/last.pth"),
+    (ValueError("an otxlite bug"), 3, "This is a bug in otxlite"),
+])
+def test_failures_from_the_machines_limits_are_the_users_to_fix(error: BaseException, code: int, fragment: str,
+                                                                monkeypatch, capsys) -> None:
+    """Out of memory and a full disk, raised from deep inside a verb, end in one paragraph that says what to
+    change (exit 2); anything else is reported as otxlite's bug (exit 3). No traceback either way."""
+    import otxlite.cli as cli
+
+    def verb(**_: object) -> None:
+        raise error
+
+    monkeypatch.setattr(cli, "app", verb)
+    monkeypatch.setattr(sys, "argv", ["otxlite", "train"])
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main()
+    err = capsys.readouterr().err
+    assert exit_info.value.code == code and fragment in " ".join(err.split()), err
+    assert "Traceback" not in err

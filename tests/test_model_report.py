@@ -79,6 +79,13 @@ def test_report_numbers_of_a_known_set(known_set, tmp_path: Path) -> None:
     cat = data["mask_pr_curve"]["cat"]
     assert cat[0] == 1.0 and cat[50] == 1.0 and cat[51] == 0.0
     assert set(data["mask_pr_curve"]) == set(data["box_pr_curve"]) == {"cat", "dog"}
+    # Classes ignored at IoU 0.1: A, B (the dog taken for a cat) and C (the 0.2 dog) are found, one FP between:
+    # precision 1 up to recall 2/3, then 3/4 -> (67 x 1 + 34 x 0.75) / 101 recall points
+    errors = data["error_breakdown"]
+    assert errors["C50"] == pytest.approx(metrics["mask_mAP_50"], abs=1e-4)
+    assert errors["Oth"] == pytest.approx((67 + 34 * 0.75) / 101, abs=1e-4)
+    assert errors["BG"] == 1.0 and errors["FN"] == 1.0  # every object is reached, classes ignored
+    assert errors["C75"] <= errors["C50"] <= errors["Loc"] <= errors["Oth"] <= errors["BG"] <= errors["FN"]
 
 
 def test_report_images_and_page(known_set, tmp_path: Path) -> None:
@@ -87,12 +94,31 @@ def test_report_images_and_page(known_set, tmp_path: Path) -> None:
     report = tmp_path / "report"
     page = (report / "report.html").read_text()
     for name in ("mask_pr_curve.png", "box_pr_curve.png", "f1_curve.png", "confusion_matrix.png", "ap_by_size.png",
-                 "worst/01_image_1.png", "worst/02_image_2.png"):
+                 "error_breakdown.png", "worst/01_image_1.png", "worst/02_image_2.png"):
         assert f"src='{name}'" in page, name
         image = cv2.imread(str(report / name))
         assert image is not None and image.std() > 0, name  # a real picture, not a blank file
     side_by_side = cv2.imread(str(report / "worst" / "01_image_1.png"))
-    assert side_by_side.shape[1] == 2 * SIZE and side_by_side.shape[0] > SIZE  # truth | prediction, captioned
-    left, right = side_by_side[24:, :SIZE], side_by_side[24:, SIZE:]
+    assert side_by_side.shape[:2] == (24 + 320, 2 * 320)  # truth | prediction, each scaled up to 320 px, captioned
+    left, right = side_by_side[24:, :320], side_by_side[24:, 320:]
     assert not np.array_equal(left, right)  # the predictions differ from the truth, so must the drawings
     assert "cat" in page and "1 missed" not in page.split("image_1.png")[1].split("</figcaption>")[0]
+
+
+def test_training_reports_only_the_validations_whose_model_is_kept(known_set, tmp_path: Path) -> None:
+    """During training the metric writes report/ when the mask mAP is the best so far (ties: the later), the
+    rule RunFolderHook keeps weights.pth by, so the report always describes the saved model."""
+    from otxlite.engine.metrics import InstanceSegMetric
+
+    ann_file, good = known_set
+    poor = [ImageDetections(p.image_id, p.boxes[:0], p.scores[:0], p.labels[:0], []) for p in good]
+    metric = InstanceSegMetric(str(ann_file), LABELS, report_dir=str(tmp_path / "report"), confidence_threshold=0.5,
+                               report_kept_only=True)
+    matrix = lambda: json.loads((tmp_path / "report" / "report.json").read_text())["confusion_matrix"]  # noqa: E731
+    metric.compute_metrics(poor)  # first validation: kept
+    assert matrix()["rows_true_columns_predicted"][2] == [0, 0, 0]
+    metric.compute_metrics(good)  # better: kept, report rewritten
+    kept = matrix()
+    assert kept["rows_true_columns_predicted"][2] == [0, 1, 0]
+    metric.compute_metrics(poor)  # worse: weights.pth stays, and so does its report
+    assert matrix() == kept

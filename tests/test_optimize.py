@@ -142,3 +142,13 @@ def test_layers_go_back_to_fp32_until_the_bound_holds() -> None:
     reference = core.compile_model(fp32, "CPU", config)
     np.testing.assert_allclose(reverted(data[0])[0], reference(data[0])[0], rtol=1e-5, atol=1e-4)
     assert not np.allclose(core.compile_model(quantized, "CPU", config)(data[0])[0], reference(data[0])[0], atol=1e-4)
+
+
+def test_benchmark_measures_an_int8_ir_as_itself(int8_run, tiny_dataset: Path, tmp_path: Path) -> None:
+    """`otxlite benchmark` on an INT8 IR measures that form alone (nothing to export or quantize)."""
+    out, _ = int8_run
+    result = otxlite("benchmark", "--load-weights", str(out / "openvino.xml"), "--test-data-roots", str(tiny_dataset),
+                     "-o", str(tmp_path))
+    assert result.returncode == 0, result.stderr[-2000:]
+    forms = json.loads((tmp_path / "benchmark.json").read_text())["forms"]
+    assert list(forms) == ["IR INT8"] and forms["IR INT8"]["images_per_s"] > 0

@@ -276,3 +276,18 @@ def test_a_built_wheel_carries_the_templates_and_their_configs(tmp_path: Path) -
     package, names = json.loads(result.stdout)
     assert Path(package).parent == tmp_path / "site" / "otxlite"
     assert names == sorted(EXPECTED_NAMES)
+
+
+def test_optimize_takes_unset_options_from_the_models_template(tmp_path, monkeypatch):
+    """`otxlite optimize` reads the template's optimization block (by the template id in the IR); a partial
+    block is completed with the defaults, and a model of an unknown template gets the defaults."""
+    import otxlite.templates as templates
+    from otxlite.templates import load_template_file, optimization_settings
+
+    hyper = yaml.safe_load((ROOT / "templates/instance_segmentation/maskrcnn_efficientnetb2b.yaml").read_text())
+    hyper = hyper["hyper_parameters"]
+    hyper["optimization"] = {"subset_size": 50}
+    mine = load_template_file(_write_template(tmp_path, model_template_id="Mine_1", hyper_parameters=hyper))
+    monkeypatch.setattr(templates, "list_templates", lambda: [mine])
+    assert optimization_settings("Mine_1") == {"subset_size": 50, "preset": "mixed", "max_accuracy_drop": 0.01}
+    assert optimization_settings("someone_elses") == {"subset_size": 300, "preset": "mixed", "max_accuracy_drop": 0.01}

@@ -40,6 +40,10 @@ def test_run_folder_is_complete(trained_run) -> None:
     assert any((run / "logs").rglob("*.log"))
     schema = json.loads((run / "models/label_schema.json").read_text())
     assert [entry["name"] for entry in schema["labels"]] == ["disc", "star", "ring"]
+    # report/: the evaluation report of the validation whose model was kept, at the threshold it was kept with
+    report = json.loads((run / "report/report.json").read_text())
+    assert (run / "report/report.html").is_file()
+    assert report["confidence_threshold"] == pytest.approx(trained_run.performance["confidence_threshold"], abs=1e-4)
 
 
 def test_weights_are_self_contained(trained_run) -> None:

@@ -37,13 +37,17 @@ class InstanceSegMetric(BaseMetric):
     default_prefix = "coco"
 
     def __init__(self, ann_file: str, labels: Sequence[str], report_dir: str | None = None,
-                 confidence_threshold: float | None = None, **kwargs: Any) -> None:
-        """``report_dir``: also write the evaluation report there, at ``confidence_threshold``."""
+                 confidence_threshold: float | None = None, report_kept_only: bool = False, **kwargs: Any) -> None:
+        """``report_dir``: also write the evaluation report there, at ``confidence_threshold`` (``None``: the
+        best F-measure's); ``report_kept_only``: only when the mask mAP is the best so far (ties: the later),
+        the rule by which training keeps weights.pth, so the report describes the saved model."""
         super().__init__(**kwargs)
         self.ann_file = Path(ann_file)
         self.labels = list(labels)
         self.report_dir = Path(report_dir) if report_dir else None
         self.confidence_threshold = confidence_threshold
+        self.report_kept_only = report_kept_only
+        self.best = -1.0
 
     def process(self, data_batch: Any, data_samples: Sequence[dict]) -> None:
         """Encode each prediction's masks as RLE right away, to keep memory small."""
@@ -56,7 +60,8 @@ class InstanceSegMetric(BaseMetric):
             from otxlite.model_report import evaluate_and_report
 
             metrics = evaluate_and_report(self.ann_file, results, self.labels, self.report_dir,
-                                          self.confidence_threshold)
+                                          self.confidence_threshold, self.best if self.report_kept_only else -1.0)
+            self.best = max(self.best, metrics["mask_mAP"])
         else:
             metrics = evaluate_predictions(self.ann_file, results, self.labels)
         per_class = metrics.pop("per_class")

@@ -129,6 +129,9 @@ def train(
              weights_path=str(models_dir / "weights.pth"), labels=data.labels),
         dict(type="ProgressHook"),
     ]
+    if cfg.get("val_evaluator"):  # report/: the evaluation report of the validation whose model is weights.pth
+        cfg.val_evaluator.update(report_dir=str(run_dir / "report"), report_kept_only=True, confidence_threshold=None
+                                 if post["result_based_confidence_threshold"] else post["confidence_threshold"])
     write_text_atomic(run_dir / "config.py", cfg.pretty_text)
     runner = build_runner(cfg)
     for hook in extra_hooks:
