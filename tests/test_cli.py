@@ -146,6 +146,7 @@ def test_train_bad_param_type_names_the_key(tmp_path):
     assert_user_error(result, "--param learning_parameters.num_iters=", "wrong type")
 
 
+@pytest.mark.slow  # a fresh process imports the OpenMMLab stack
 def test_train_missing_data_folder(tmp_path):
     missing = tmp_path / "no_such_dataset"
     result = otxlite("train", "MaskRCNN-EfficientNetB2B", "--train-data-roots", str(missing),

@@ -154,6 +154,7 @@ def test_real_probe_reads_mmcv_and_torch() -> None:
             choose_device("cuda", probe)
 
 
+@pytest.mark.slow  # a fresh process imports the OpenMMLab stack
 def test_op_check_reports_the_error_of_its_child_process() -> None:
     from otxlite.engine.device import cuda_op_error
 
@@ -169,6 +170,7 @@ def otxlite(*args: str, cwd: Path) -> subprocess.CompletedProcess:
                           env={**os.environ, "COLUMNS": "200", "TERM": "dumb"}, timeout=300)
 
 
+@pytest.mark.slow  # a fresh process imports the OpenMMLab stack
 def test_cli_device_cuda_without_a_usable_gpu_is_one_paragraph(tmp_path: Path) -> None:
     probe = probe_cuda(run_op=False)
     if choose_device("auto", probe).device == "cuda":

@@ -23,6 +23,7 @@ def _env(cuda_home: Path) -> dict[str, str]:
     return dict(os.environ, CUDA_HOME=str(cuda_home), CUDA_VISIBLE_DEVICES="", COLUMNS="200")
 
 
+@pytest.mark.slow  # a fresh process imports the OpenMMLab stack
 def test_cuda_home_warning_only_with_verbose(tmp_path: Path) -> None:
     code = ("import sys; from otxlite.console import set_verbose; set_verbose(sys.argv[1] == 'verbose'); "
             "import torch.utils.cpp_extension")
