@@ -22,7 +22,8 @@ app = typer.Typer(
     name="otxlite",
     help="Train, evaluate, export and quantize instance segmentation models for Intel CPUs.\n\n"
     "Typical flow: otxlite find -> otxlite train -> otxlite eval -> otxlite export -> otxlite optimize -> "
-    "otxlite predict. Every verb writes into one run folder (-o) and prints where.",
+    "otxlite predict (or serve). To look closer: otxlite explain (saliency maps) and otxlite benchmark (every "
+    "form of a model on your data). Every verb writes into one run folder (-o) and prints where.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -105,8 +106,9 @@ def evaluate(
     device: Device = "auto",
     verbose: Verbose = False,
 ) -> None:
-    """Measure a model with COCO mask/bbox mAP, mAP@50, F-measure and per-class mask mAP; writes performance.json
-    and report/report.html (precision-recall and F1 curves, confusion matrix, mAP by object size, worst images).
+    """Measure a model: COCO mask/box mAP, F-measure, per-class mAP (performance.json) and report/report.html.
+
+    The report shows precision-recall and F1 curves, a confusion matrix, mAP by object size, COCO's error breakdown and the images with the most errors.
 
     Example: otxlite eval --load-weights runs/effnet/models/weights.pth --test-data-roots data/my_coco -o runs/effnet/eval
     """
@@ -223,8 +225,7 @@ def benchmark(
     data_format: DataFormat = None,
     verbose: Verbose = False,
 ) -> None:
-    """Accuracy (mask/box mAP), latency (p50/p90, one image at a time) and throughput of every form of a model:
-    PyTorch, OpenVINO FP32, FP16 and INT8, on your data and this machine; writes benchmark.json.
+    """Accuracy, latency (p50/p90) and throughput of PyTorch, OpenVINO FP32, FP16 and INT8 on your data; benchmark.json.
 
     Example: otxlite benchmark --load-weights runs/effnet/models/weights.pth --test-data-roots data/my_coco --train-data-roots data/my_coco -o runs/effnet/bench
     """
@@ -249,8 +250,7 @@ def explain(
     output: Output = None,
     verbose: Verbose = False,
 ) -> None:
-    """Saliency maps: per image and class, where the model sees that class (score x mask, the maximum over its
-    detections, as OTX explains instance segmentation); writes saliency/<image>.npy and <image>_<class>.png.
+    """Saliency maps per image and class (score x mask, max over detections, as OTX); saliency/*.npy and *.png.
 
     Example: otxlite explain --load-weights runs/effnet/openvino/openvino.xml -i photos/ -o runs/effnet/explain
     """
