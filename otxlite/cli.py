@@ -202,6 +202,7 @@ def predict(
     output: Output = None,
     confidence_threshold: Annotated[Optional[float], typer.Option("--confidence-threshold", min=0.0, max=1.0, help="Keep detections scoring at least this (default: the model's own).")] = None,
     max_polygon_points: Annotated[Optional[int], typer.Option("--max-polygon-points", min=3, help="Simplify each polygon to at most N points.")] = None,
+    explain: Annotated[bool, typer.Option("--explain", help="Also write saliency maps per class into saliency/ (as `otxlite explain`).")] = False,
     verbose: Verbose = False,
 ) -> None:
     """Predict instance masks with OpenVINO; writes predictions.json (AzureML schema) and overlays/*.png.
@@ -211,9 +212,11 @@ def predict(
     from otxlite.predict import predict as run_prediction
     from otxlite.summary import print_summary
 
-    result = run_prediction(load_weights, input, output, confidence_threshold, max_polygon_points)
+    result = run_prediction(load_weights, input, output, confidence_threshold, max_polygon_points, explain)
     console.print(f"{result.images} images, {result.detections} detections, {len(result.skipped)} files skipped")
-    print_summary("Prediction finished", None, {"predictions": result.predictions, "overlays": result.overlays})
+    outputs = {"predictions": result.predictions, "overlays": result.overlays}
+    print_summary("Prediction finished", None, outputs | ({"saliency maps": result.overlays.parent / "saliency"}
+                                                           if explain else {}))
 
 
 @app.command()

@@ -69,14 +69,19 @@ def explain(load_weights: Path, source: str, output: Path | None = None) -> Expl
                 err_console.print(f"[yellow]Warning:[/] skipping {path}: the file cannot be decoded as an image.")
                 skipped.append(path)
                 continue
-            masks, scores, labels_found = detect(image)
-            maps = class_saliency(masks, scores, labels_found, len(labels)) if len(masks) else \
-                np.zeros((len(labels), *image.shape[:2]), np.uint8)
-            with atomic_path(folder / f"{path.stem}.npy") as tmp:
-                np.save(tmp, maps)
-            for index in np.unique(labels_found):
-                safe = re.sub(r"[^\w.-]+", "_", labels[int(index)])
-                with atomic_path(folder / f"{path.stem}_{safe}.png") as tmp:
-                    cv2.imwrite(str(tmp), overlay(image, maps[int(index)]))
+            save_saliency(folder, path.stem, image, *detect(image), labels)
             done += 1
     return ExplainResult(folder, done, skipped)
+
+
+def save_saliency(folder: Path, stem: str, image: np.ndarray, masks: np.ndarray, scores: np.ndarray,
+                  labels_found: np.ndarray, labels: list[str]) -> None:
+    """Write ``<stem>.npy`` (every class) and ``<stem>_<class>.png`` (each class detected) into ``folder``."""
+    maps = class_saliency(masks, scores, labels_found, len(labels)) if len(masks) else \
+        np.zeros((len(labels), *image.shape[:2]), np.uint8)
+    with atomic_path(folder / f"{stem}.npy") as tmp:
+        np.save(tmp, maps)
+    for index in np.unique(labels_found):
+        safe = re.sub(r"[^\w.-]+", "_", labels[int(index)])
+        with atomic_path(folder / f"{stem}_{safe}.png") as tmp:
+            cv2.imwrite(str(tmp), overlay(image, maps[int(index)]))

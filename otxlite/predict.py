@@ -28,11 +28,13 @@ def _display_name(path: Path, source: Path) -> str:
 
 
 def predict(load_weights: Path, source: str, output: Path | None = None, confidence_threshold: float | None = None,
-            max_polygon_points: int | None = None) -> PredictResult:
-    """Predict every image of ``source`` (an image, a folder or a glob) with OpenVINO's async queue."""
+            max_polygon_points: int | None = None, explain: bool = False) -> PredictResult:
+    """Predict every image of ``source`` (an image, a folder or a glob) with OpenVINO's async queue; with
+    ``explain``, also write saliency maps (as ``otxlite explain``: from every detection) into ``saliency/``."""
     import cv2
     from rich.progress import Progress
 
+    from otxlite.explain import save_saliency
     from otxlite.inference.images import list_inputs, read_image
     from otxlite.inference.predictor import Prediction, Predictor
     from otxlite.inference.schema import to_azureml
@@ -47,6 +49,8 @@ def predict(load_weights: Path, source: str, output: Path | None = None, confide
         err_console.print(f"[yellow]Warning:[/] skipping {path}: not an image file.")
     overlays = run_dir / "overlays"
     overlays.mkdir(parents=True, exist_ok=True)
+    if explain:
+        (run_dir / "saliency").mkdir(exist_ok=True)
     entries: dict[int, dict[str, Any]] = {}
     base = Path(source)
 
@@ -65,17 +69,22 @@ def predict(load_weights: Path, source: str, output: Path | None = None, confide
 
         def on_result(key: tuple[int, Path, Any], prediction: Prediction) -> None:
             index, path, image = key
-            height, width = image.shape[:2]
             name = _display_name(path, base)
+            stem = name.replace("/", "__").rsplit(".", 1)[0]
+            if explain:  # saliency from every detection, then only the kept ones go on
+                save_saliency(run_dir / "saliency", stem, image, prediction.masks, prediction.scores,
+                              prediction.labels, labels)
+                prediction = prediction.at_least(threshold)
+            height, width = image.shape[:2]
             entry = to_azureml(name, prediction, labels, width, height, max_polygon_points)
             overlay = draw_instances(image, list(prediction.masks), prediction.boxes, prediction.labels.tolist(),
                                      [labels[i] for i in prediction.labels], prediction.scores)
-            with atomic_path(overlays / (name.replace("/", "__").rsplit(".", 1)[0] + ".png")) as tmp:
+            with atomic_path(overlays / f"{stem}.png") as tmp:
                 cv2.imwrite(str(tmp), overlay)
             entries[index] = entry
             progress.advance(task)
 
-        predictor.predict_async(readable(), on_result, threshold)
+        predictor.predict_async(readable(), on_result, None if explain else threshold)
     ordered = [entries[i] for i in sorted(entries)]
     predictions = write_json_atomic(run_dir / "predictions.json", ordered)
     return PredictResult(predictions, overlays, len(ordered), sum(len(e["boxes"]) for e in ordered), skipped)

@@ -52,6 +52,25 @@ def test_predict_writes_azureml_json_and_overlays(exported_ir: Path, photo_folde
     assert len(list((out / "overlays").glob("*.png"))) == len(names)
 
 
+def test_predict_explain_adds_the_saliency_maps_of_otxlite_explain(exported_ir: Path, sample_dataset: Path,
+                                                                   tmp_path: Path) -> None:
+    """`predict --explain`: the same predictions as without it, plus the maps `otxlite explain` writes."""
+    image = sorted((sample_dataset / "images" / "val").glob("*.jpg"))[1]
+    runs = {}
+    for name, extra in (("plain", []), ("explained", ["--explain"])):
+        result = otxlite("predict", "--load-weights", str(exported_ir), "-i", str(image), "-o", str(tmp_path / name),
+                         *extra)
+        assert result.returncode == 0, result.stderr[-2000:]
+        runs[name] = json.loads((tmp_path / name / "predictions.json").read_text())
+    assert runs["explained"] == runs["plain"] and not (tmp_path / "plain" / "saliency").exists()
+    result = otxlite("explain", "--load-weights", str(exported_ir), "-i", str(image), "-o", str(tmp_path / "explain"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    from_predict = np.load(tmp_path / "explained" / "saliency" / f"{image.stem}.npy").astype(int)
+    from_explain = np.load(tmp_path / "explain" / "saliency" / f"{image.stem}.npy").astype(int)
+    assert from_predict.shape == from_explain.shape == (3, *cv2.imread(str(image)).shape[:2])
+    assert from_predict.max() > 0 and np.abs(from_predict - from_explain).mean() < 1.0
+
+
 def test_predict_runs_without_torch(exported_ir: Path, sample_dataset: Path, tmp_path: Path) -> None:
     """The inference path imports only OpenVINO: make torch, mmcv and mmdet unimportable and predict."""
     blocker = tmp_path / "blocker"

@@ -26,6 +26,11 @@ class Prediction:
     labels: np.ndarray
     masks: np.ndarray
 
+    def at_least(self, threshold: float) -> "Prediction":
+        """The detections scoring at least ``threshold``."""
+        keep = self.scores >= threshold
+        return Prediction(self.boxes[keep], self.scores[keep], self.labels[keep], self.masks[keep])
+
 
 def paste_roi_masks(masks: np.ndarray, boxes: np.ndarray, height: int, width: int, threshold: float) -> np.ndarray:
     """Per-box probability masks [N,h,w] -> binary full-image masks [N,H,W]."""
