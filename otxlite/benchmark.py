@@ -97,8 +97,13 @@ def _latency(predict: Any, images: list[Any]) -> dict[str, Any]:
 def benchmark(load_weights: Path, test_root: Path, output: Path | None = None, train_root: Path | None = None,
               data_format: str | None = None) -> tuple[dict[str, Any], Path]:
     """Measure every form of ``load_weights`` on ``test_root``; returns the report and ``benchmark.json``."""
+    from otxlite.data.formats import check_folder
     from otxlite.data.prepare import prepare_eval_data
 
+    check_folder(Path(test_root), "--test-data-roots")  # before anything is exported or quantized
+    if train_root is not None:
+        check_folder(Path(train_root), "--train-data-roots")
+    model_kind(Path(load_weights))
     run_dir = run_folder(output, "benchmark")
     forms = model_forms(Path(load_weights), run_dir, train_root, data_format)
     labels = _labels(next(iter(forms.values())))

@@ -33,3 +33,11 @@ def test_weights_are_measured_as_pytorch_fp32_and_fp16(coins_run, coins_val: Pat
         assert 0 < row["latency_ms"]["p10"] <= row["latency_ms"]["median"] <= row["latency_ms"]["p90"]
         assert row["images_per_s"] > 0
     assert report["machine"]["cores"] >= 1 and "IR FP16" in result.stdout and "latency p50 ms" in result.stdout
+
+
+def test_missing_data_folder_is_named_before_any_work(tmp_path: Path) -> None:
+    (tmp_path / "weights.pth").write_bytes(b"not read: the folder is checked first")
+    result = run("--load-weights", str(tmp_path / "weights.pth"), "--test-data-roots", str(tmp_path / "missing"),
+                 "-o", str(tmp_path / "out"))
+    assert result.returncode == 2 and "--test-data-roots" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists()  # no run folder, nothing exported
