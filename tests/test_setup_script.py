@@ -74,14 +74,23 @@ def plan(python: Path | str, env: dict[str, str]) -> tuple[int, dict[str, str], 
 no_real_gpu = pytest.mark.skipif(shutil.which("nvidia-smi") is not None, reason="this machine has nvidia-smi")
 
 
+def cpu_reason_here() -> str:
+    """Why this machine gets the CPU build: a CPU-only torch is asked about first, then the GPU."""
+    return "no NVIDIA GPU: nvidia-smi not found" if torch.version.cuda else "torch is a CPU-only build"
+
+
 # ---------------------------------------------------------------- mmcv_build_plan.sh
 
 
 @no_real_gpu
-def test_plan_without_a_gpu_is_the_cpu_build() -> None:
+def test_plan_without_a_gpu_is_the_cpu_build(tmp_path: Path) -> None:
     rc, values, _ = plan(sys.executable, environment())
     assert rc == 0
-    assert values == {"MMCV_BUILD": "cpu", "MMCV_REASON": "no NVIDIA GPU: nvidia-smi not found"}
+    assert values == {"MMCV_BUILD": "cpu", "MMCV_REASON": cpu_reason_here()}
+    rc, values, _ = plan(fake_python(tmp_path / "python", "12.1", tmp_path / "site"), environment())
+    assert (rc, values) == (0, {"MMCV_BUILD": "cpu", "MMCV_REASON": "no NVIDIA GPU: nvidia-smi not found"})
+    rc, values, _ = plan(fake_python(tmp_path / "cpu_torch", "", tmp_path / "site"), environment())
+    assert (rc, values) == (0, {"MMCV_BUILD": "cpu", "MMCV_REASON": "torch is a CPU-only build"})
 
 
 def test_plan_with_a_gpu_and_pypi_compiler_in_the_venv(tmp_path: Path) -> None:
@@ -174,7 +183,7 @@ def test_setup_on_a_cpu_machine_keeps_the_cpu_mmcv(checkout: Path) -> None:
     result = run_setup(checkout, environment())
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
-    assert "mmcv 2.1.0: CPU ops (no NVIDIA GPU: nvidia-smi not found)" in out
+    assert f"mmcv 2.1.0: CPU ops ({cpu_reason_here()})" in out
     assert "mmcv 2.1.0 with compiled ops: already installed" in out
     assert "(ops ok: CPU)" in out
     pip = (checkout / "pip.log").read_text()
