@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from otxlite.errors import OtxliteError
+from otxlite.engine.recipes import AUGMENTATIONS, OTX, RECIPES
 
 TEMPLATES_ROOT = Path(__file__).resolve().parent / "assets" / "templates"  # package data (top-level link: templates/)
 REQUIRED_KEYS = ("model_template_id", "name", "task_type", "model_config", "hyper_parameters")
@@ -41,6 +42,7 @@ class Template:
     gigaflops: float | None = None
     size: float | None = None
     coco_checkpoint: str | None = None  # COCO-pretrained detector (URL or path) the training starts from
+    recipe: str = OTX  # augmentation, optimizer and schedule (see otxlite.engine.recipes)
 
     @property
     def pretrained_start(self) -> str:
@@ -82,6 +84,10 @@ def load_template_file(path: Path) -> Template:
     hyper_parameters = with_defaults(raw["hyper_parameters"])
     for key, value in flatten_keys(hyper_parameters).items():
         check_allowed(key, value, source=f"Template {path}: hyper_parameters")
+    recipe = str(raw.get("recipe", OTX))
+    if recipe not in RECIPES:
+        raise OtxliteError(f"Template {path}: `recipe: {recipe}` is unknown; it must be one of {', '.join(RECIPES)} "
+                           "(otx: resize, flip, SGD and a plateau schedule; rtmdet: mosaic, mix-up, AdamW, cosine).")
     return Template(
         path=path.resolve(),
         model_template_id=str(raw["model_template_id"]),
@@ -93,6 +99,7 @@ def load_template_file(path: Path) -> Template:
         gigaflops=raw.get("gigaflops"),
         size=raw.get("size"),
         coco_checkpoint=raw.get("coco_checkpoint"),
+        recipe=recipe,
     )
 
 
@@ -235,6 +242,7 @@ ALLOWED = {
     "optimization.preset": Allowed(choices=("performance", "mixed")),
     "optimization.max_accuracy_drop": Allowed(low=0, high=1),
     "learning_parameters.precision": Allowed(choices=PRECISIONS),
+    "data.augmentation": Allowed(choices=AUGMENTATIONS),
 }
 
 

@@ -92,14 +92,14 @@ def test_find_lists_all_templates_with_stats():
     result = otxlite("find")
     assert result.returncode == 0, result.stderr
     templates = list_templates()
-    assert len(templates) == 8
+    assert len(templates) == 10
     for template in templates:
         row = next((line for line in result.stdout.splitlines() if f" {template.name} " in line), None)
         assert row is not None, (template.name, result.stdout)
         assert template.model_template_id in row
         assert f"{template.gigaflops:.1f}" in row and f"{template.size:.1f}" in row
         assert (" COCO " in row) == (template.name in ("MaskRCNN-ResNet50", "MaskRCNN-ResNet101", "MaskRCNN-ConvNeXt",
-                                                       "SOLOv2")), row
+                                                       "SOLOv2", "RTMDet-Ins-tiny", "RTMDet-Ins-s")), row
 
 
 # console width -> (a table is drawn, ids are shown): narrow drops the id and path columns; narrower than

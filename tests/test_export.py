@@ -19,7 +19,8 @@ from otxlite.export.onnx_shim import torchscript_onnx_export
 LABELS = ["disc", "star", "ring"]
 MODEL_INFO_KEYS = {"model_type", "task_type", "labels", "label_ids", "confidence_threshold", "iou_threshold",
                    "mean_values", "scale_values", "reverse_input_channels", "resize_type", "pad_value"}
-OTXLITE_KEYS = {"version", "template_id", "model_type", "labels", "input_size", "mask_layout", "mask_threshold",
+OTXLITE_KEYS = {"version", "template_id", "model_type", "labels", "input_size", "mask_layout", "box_source",
+                "mask_values", "mask_threshold",
                 "precision"}
 F32 = {"INFERENCE_PRECISION_HINT": "f32"}  # CPUs with bf16 units otherwise run an FP32 IR in bf16
 

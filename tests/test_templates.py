@@ -18,7 +18,8 @@ ROOT = Path(__file__).resolve().parents[1]
 STATS_SCRIPT = ROOT / "scripts" / "compute_model_stats.py"
 EXPECTED_NAMES = {
     "MaskRCNN-EfficientNetB2B", "MaskRCNN-ResNet50", "MaskRCNN-ConvNeXt", "SOLOv2",
-    "MaskRCNN-ResNet18", "MaskRCNN-ResNet34", "MaskRCNN-ResNet101", "MaskRCNN-ResNet152",
+    "MaskRCNN-ResNet18", "MaskRCNN-ResNet34", "MaskRCNN-ResNet101", "MaskRCNN-ResNet152", "RTMDet-Ins-tiny",
+    "RTMDet-Ins-s",
 }
 TEMPLATE_PATHS = template_paths()
 

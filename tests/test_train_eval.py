@@ -145,7 +145,7 @@ def test_sigterm_leaves_loadable_last_checkpoint(tiny_dataset: Path, tmp_path: P
 
 @pytest.mark.slow
 @pytest.mark.parametrize("template", ["MaskRCNN-ResNet50", "MaskRCNN-ConvNeXt", "SOLOv2", "MaskRCNN-ResNet34",
-                                      "MaskRCNN-ResNet101", "MaskRCNN-ResNet152"])
+                                      "MaskRCNN-ResNet101", "MaskRCNN-ResNet152", "RTMDet-Ins-s"])
 def test_every_template_trains_one_epoch_and_evaluates(template: str, tiny_dataset: Path, tmp_path: Path) -> None:
     result = train(template, tiny_dataset, output=tmp_path / "run",
                    params=FAST_PARAMS + ["learning_parameters.num_iters=1"], pretrained=False)

@@ -103,8 +103,10 @@ class ModelMetadata:
     labels: list[str]
     input_size: tuple[int, int]  # (width, height)
     confidence_threshold: float
-    mask_layout: str  # "roi": per-box masks (Mask R-CNN); "image": whole-image masks (SOLOv2)
+    mask_layout: str  # "roi": per-box masks (Mask R-CNN); "image": whole-image masks (SOLOv2, RTMDet-Ins)
     model_type: str = ""
+    box_source: str = "model"  # "model": the boxes output; "masks": tight boxes around the masks (SOLOv2)
+    mask_values: str = "probabilities"  # or "logits" (RTMDet-Ins: resized as logits, as MMDetection does)
     iou_threshold: float = 0.5
     mask_threshold: float = MASK_THRESHOLD
     precision: str = "FP32"
@@ -139,6 +141,8 @@ def write_metadata(model: Any, metadata: ModelMetadata) -> None:
         "labels": json.dumps(metadata.labels),
         "input_size": f"{metadata.input_size[0]} {metadata.input_size[1]}",
         "mask_layout": metadata.mask_layout,
+        "box_source": metadata.box_source,
+        "mask_values": metadata.mask_values,
         "mask_threshold": str(metadata.mask_threshold),
         "precision": metadata.precision,
     }
@@ -183,8 +187,12 @@ def read_metadata(model: Any, xml: Path) -> ModelMetadata:
         confidence_threshold=float(_rt(model, "model_info", "confidence_threshold") or DEFAULT_CONFIDENCE_THRESHOLD),
         mask_layout=_rt(model, "otxlite", "mask_layout"),
         model_type=_rt(model, "otxlite", "model_type") or "",
+        # IRs written before box_source: whole-image masks came from SOLOv2 alone, whose boxes are the input
+        box_source=_rt(model, "otxlite", "box_source") or ("masks" if _rt(model, "otxlite", "mask_layout") == "image"
+                                                           else "model"),
         iou_threshold=float(_rt(model, "model_info", "iou_threshold") or 0.5),
         mask_threshold=float(_rt(model, "otxlite", "mask_threshold") or MASK_THRESHOLD),
+        mask_values=_rt(model, "otxlite", "mask_values") or "probabilities",
         precision=_rt(model, "otxlite", "precision") or "FP32",
         template_id=_rt(model, "otxlite", "template_id") or "",
         otxlite_version=_rt(model, "otxlite", "version") or "",

@@ -1,9 +1,9 @@
 """Template + hyper-parameters + prepared data -> one mmengine Config for the Runner.
 
-Everything a run does is in this Config (saved as ``config.py`` in the run folder); the
-recipe is OTX's for instance segmentation: resize + flip, SGD, gradient clipping, linear
-warmup then ReduceLROnPlateau on validation mask mAP, EMA, early stopping, plus BatchNorm
-statistics recomputed before each validation (see ``otxlite.engine.batchnorm``).
+Everything a run does is in this Config (saved as ``config.py`` in the run folder): the template's
+recipe (augmentation, optimizer, schedule: ``otxlite.engine.recipes``) plus what every run shares:
+linear warmup, gradient clipping, EMA, lazy early stopping and BatchNorm statistics recomputed before
+each validation (see ``otxlite.engine.batchnorm``).
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from mmengine.config import Config
 from otxlite.core.artifacts import input_size_of
 from otxlite.engine.device import cuda_settings
 from otxlite.engine.pretrained import COCO, IMAGENET, RANDOM
+from otxlite.engine.recipes import (RTMDET, cosine_decay, optimizer, recipe_hooks, test_pipeline, train_pipeline,
+                                    uses_mosaic)
 from otxlite.errors import OtxliteError
 from otxlite.templates import Template
 
@@ -190,24 +192,6 @@ def load_model_config(template: Template, num_classes: int) -> tuple[dict[str, A
     return model, imports
 
 
-def _pipelines(input_size: list[int]) -> tuple[list[dict], list[dict]]:
-    scale = tuple(input_size)  # (width, height)
-    train = [
-        dict(type="LoadImageFromFile"),
-        dict(type="LoadAnnotations", with_bbox=True, with_mask=True),
-        dict(type="Resize", scale=scale, keep_ratio=False),
-        dict(type="RandomFlip", prob=0.5),
-        dict(type="PackDetInputs"),
-    ]
-    test = [
-        dict(type="LoadImageFromFile"),
-        dict(type="Resize", scale=scale, keep_ratio=False),
-        dict(type="LoadAnnotations", with_bbox=True, with_mask=True),
-        dict(type="PackDetInputs", meta_keys=("img_id", "img_path", "ori_shape", "img_shape", "scale_factor")),
-    ]
-    return train, test
-
-
 def dataloader(ann_file: Path, labels: list[str], pipeline: list[dict], batch_size: int, num_workers: int,
                shuffle: bool) -> dict[str, Any]:
     """An mmengine dataloader config over an otxlite COCO file (absolute image paths, empty images kept)."""
@@ -252,7 +236,9 @@ def build_runner_config(
     input_size = hyper_parameters["data"]["input_size"]
     model, imports = load_model_config(template, len(labels))
     apply_pretrained_start(model, pretrained_start, template.coco_checkpoint)
-    train_pipeline, test_pipeline = _pipelines(input_size)
+    size = (int(input_size[0]), int(input_size[1]))
+    recipe = template.recipe
+    mosaic = uses_mosaic(recipe, hyper_parameters["data"].get("augmentation", "auto"), num_train_images)
     workers = int(learning["num_workers"])
     batch = int(learning["batch_size"])
     epochs = int(learning["num_iters"])
@@ -263,11 +249,14 @@ def build_runner_config(
     if learning["learning_rate_warmup_iters"] > 0:
         schedulers.append(dict(type="LinearLR", start_factor=0.001, by_epoch=False, begin=0,
                                end=int(learning["learning_rate_warmup_iters"])))
+    if recipe == RTMDET:
+        schedulers += cosine_decay(float(learning["learning_rate"]), epochs)
     if learning.get("enable_reduce_lr_on_plateau", True) and val_ann is not None and schedule.lazy_begin < epochs:
         schedulers.append(dict(type="ReduceOnPlateauLR", monitor=MONITOR, rule="greater", factor=0.1,
                                patience=schedule.plateau_patience, min_value=1e-6, by_epoch=True,
                                begin=schedule.lazy_begin))
-    custom_hooks: list[dict[str, Any]] = [dict(type="BatchNormStatisticsHook", num_batches=schedule.batchnorm_batches)]
+    custom_hooks: list[dict[str, Any]] = [dict(type="BatchNormStatisticsHook", num_batches=schedule.batchnorm_batches),
+                                          *recipe_hooks(size, epochs, mosaic)]
     if learning.get("use_ema", False):
         custom_hooks.append(dict(type="EMAHook", ema_type="ExpMomentumEMA", momentum=0.0002, update_buffers=True,
                                  priority=49))
@@ -275,6 +264,7 @@ def build_runner_config(
         custom_hooks.append(dict(type="LazyEarlyStoppingHook", monitor=MONITOR, rule="greater", min_delta=1e-4,
                                  patience=schedule.early_stop_patience, begin=schedule.lazy_begin))
     clip = float(learning.get("gradient_clip_norm", 0) or 0)
+    optimizer_cfg, paramwise_cfg = optimizer(recipe, float(learning["learning_rate"]))
     distributed = world_size > 1
     cuda = os.environ.get("CUDA_VISIBLE_DEVICES") != "" and _cuda_available()
 
@@ -283,12 +273,13 @@ def build_runner_config(
         custom_imports=dict(imports=["otxlite.engine.registry", *imports], allow_failed_imports=False),
         model=model,
         work_dir=str(work_dir),
-        train_dataloader=dataloader(train_ann, labels, train_pipeline, batch, workers, shuffle=True),
+        train_dataloader=dataloader(train_ann, labels, train_pipeline(recipe, size, mosaic), batch, workers, shuffle=True),
         train_cfg=dict(type="EpochBasedTrainLoop", max_epochs=epochs, val_interval=schedule.val_interval),
         optim_wrapper=dict(
             type="OptimWrapper",
-            optimizer=dict(type="SGD", lr=float(learning["learning_rate"]), momentum=0.9, weight_decay=1e-4),
+            optimizer=optimizer_cfg,
             clip_grad=dict(max_norm=clip, norm_type=2) if clip > 0 else None,
+            **(dict(paramwise_cfg=paramwise_cfg) if paramwise_cfg else {}),
         ),
         param_scheduler=schedulers,
         default_hooks=dict(
@@ -315,7 +306,7 @@ def build_runner_config(
     )
     if val_ann is not None:
         cfg.update(
-            val_dataloader=dataloader(val_ann, labels, test_pipeline, 1, workers, shuffle=False),
+            val_dataloader=dataloader(val_ann, labels, test_pipeline(size), 1, workers, shuffle=False),
             val_cfg=dict(type="ValLoop"),
             val_evaluator=dict(type="InstanceSegMetric", ann_file=str(val_ann), labels=labels),
         )
@@ -326,9 +317,8 @@ def build_runner_config(
 def build_test_config(train_config: Config, ann_file: Path, labels: list[str], work_dir: Path) -> Config:
     """A config that evaluates ``train_config``'s model on ``ann_file`` (used by ``otxlite eval``)."""
     cfg = copy.deepcopy(train_config)
-    _, test_pipeline = _pipelines(list(input_size_of(cfg)))
     cfg.work_dir = str(work_dir)
-    cfg.test_dataloader = dataloader(ann_file, labels, test_pipeline, 1, 0, shuffle=False)
+    cfg.test_dataloader = dataloader(ann_file, labels, test_pipeline(input_size_of(cfg)), 1, 0, shuffle=False)
     cfg.test_cfg = dict(type="TestLoop")
     cfg.test_evaluator = dict(type="InstanceSegMetric", ann_file=str(ann_file), labels=labels)
     cfg.custom_hooks = []

@@ -56,6 +56,7 @@ def build_runner(cfg: Config) -> Any:
         import_modules_from_strings(**cfg.custom_imports)
     warnings.filterwarnings("ignore", category=UserWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning, message=".*torch.cuda.amp.autocast")  # mmdet's CSPNeXt
     if cfg.get("launcher") == "pytorch":
         _init_distributed()
     with contextlib.redirect_stdout(io.StringIO()):  # the start-up dump (environment, config) stays in the log file

@@ -102,6 +102,7 @@ def train(
     from otxlite.engine.checkpoint import trusted_mmengine_checkpoints
     from otxlite.engine.config import build_runner_config, load_model_config, pretrained_checkpoints
     from otxlite.engine.pretrained import RANDOM, choose_pretrained_start
+    from otxlite.engine.recipes import RTMDET, describe_augmentation
     from otxlite.engine.runner import build_runner, sigterm_as_interrupt
 
     start = RANDOM
@@ -119,6 +120,9 @@ def train(
         if validate and data.subsets["val"].stats.images else None, run_dir / "logs",
         num_train_images=data.subsets["train"].stats.images, pretrained_start=start,
         load_from=resume_from or load_weights, resume=resume_from is not None)
+    if chosen.recipe == RTMDET:
+        console.print(describe_augmentation(hyper_parameters["data"].get("augmentation", "auto"),
+                                            data.subsets["train"].stats.images))
     post = hyper_parameters["postprocessing"]
     cfg.custom_hooks += [
         dict(type="RunFolderHook", models_dir=str(models_dir), labels=data.labels, template_id=chosen.model_template_id,

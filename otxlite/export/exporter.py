@@ -36,7 +36,9 @@ def export_openvino(weights: Path, output_dir: Path, half_precision: bool = Fals
         model = convert_onnx(onnx_path, spec)
         write_metadata(model, ModelMetadata(
             labels=payload["labels"], input_size=spec.input_size, confidence_threshold=payload["confidence_threshold"],
-            mask_layout=spec.mask_layout, model_type=spec.model_type, iou_threshold=spec.iou_threshold,
+            mask_layout=spec.mask_layout, box_source=spec.box_source, mask_values=spec.mask_values,
+            model_type=spec.model_type,
+            iou_threshold=spec.iou_threshold,
             precision="FP16" if half_precision else "FP32", template_id=payload["template_id"]))
         if half_precision:
             compress_float_weights(model)

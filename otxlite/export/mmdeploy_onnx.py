@@ -2,14 +2,16 @@
 
 mmdeploy's ``torch2onnx`` builds the MMDetection model, installs its rewriters (NMS as ONNX
 ``NonMaxSuppression``, RoI alignment over the FPN levels as OpenVINO's
-``ExperimentalDetectronROIFeatureExtractor``, the mask head, SOLOv2's matrix NMS) and traces it
+``ExperimentalDetectronROIFeatureExtractor``, the mask head, SOLOv2's matrix NMS, otxlite's own
+RTMDet-Ins post-processing) and traces it
 with a static input of the training size. The graph starts after MMDetection's data preprocessor
 (it takes a normalised RGB tensor) and ends in three outputs:
 
 - ``dets`` [1, N, 5]: x1, y1, x2, y2, score in input pixels (SOLOv2: the whole input, see below);
 - ``labels`` [1, N]: class ids, 0-based;
 - ``masks``: Mask R-CNN [1, N, 28, 28] per-box probabilities; SOLOv2 [1, N, H/4, W/4] full-image
-  probabilities (mmdeploy gives SOLOv2 detections a box covering the whole input).
+  probabilities (mmdeploy gives SOLOv2 detections a box covering the whole input); RTMDet-Ins
+  [1, N, H/8, W/8] full-image logits beside its own boxes (otxlite's rewrite: ``rtmdet_ins``).
 """
 
 from __future__ import annotations
@@ -37,7 +39,9 @@ OPSET = 11
 SIZE_DIVISOR = 32  # FPN strides: the padded and the resized input must be the same size
 
 # The model types otxlite trains, and how their masks are laid out.
-MASK_LAYOUTS = {"MaskRCNN": "roi", "SOLOv2": "image"}
+MASK_LAYOUTS = {"MaskRCNN": "roi", "SOLOv2": "image", "RTMDet": "image"}
+BOXLESS_MODELS = ("SOLOv2",)
+LOGIT_MASK_MODELS = ("RTMDet",)  # masks output as logits: MMDetection resizes them before the sigmoid  # box-free models: mmdeploy gives every detection the whole input as its box
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,18 @@ class ModelSpec:
         """``roi``: one small mask per box; ``image``: one mask covering the whole input."""
         return MASK_LAYOUTS[self.model_type]
 
+    @property
+    def box_source(self) -> str:
+        """``masks``: the model's boxes are the whole input (SOLOv2), so consumers take tight boxes around the
+        masks; ``model``: the boxes output is the detection's box."""
+        return "masks" if self.model_type in BOXLESS_MODELS else "model"
+
+    @property
+    def mask_values(self) -> str:
+        """``logits`` where the reference model resizes mask logits (a resized probability map has its 0.5
+        line elsewhere: 0.07 mask mAP lower on RTMDet-Ins), else ``probabilities``."""
+        return "logits" if self.model_type in LOGIT_MASK_MODELS else "probabilities"
+
 
 def model_spec(config: Any) -> ModelSpec:
     """Read the input size, normalisation and model type from a ``weights.pth`` config."""
@@ -68,14 +84,15 @@ def model_spec(config: Any) -> ModelSpec:
         raise OtxliteError(f"The model was trained at {width}x{height}; export needs sides divisible by "
                            f"{SIZE_DIVISOR} (the FPN pads to that). Retrain with such a data.input_size.")
     preprocessor = model.data_preprocessor
-    rcnn = model.get("test_cfg", {}).get("rcnn", {})
+    test_cfg = model.get("test_cfg", {})
+    final = test_cfg.get("rcnn", test_cfg)  # two-stage models: the RoI head's settings
     return ModelSpec(
         model_type=model.type,
         input_size=(int(width), int(height)),
         mean=tuple(float(v) for v in preprocessor.get("mean", (0.0, 0.0, 0.0))),
         std=tuple(float(v) for v in preprocessor.get("std", (1.0, 1.0, 1.0))),
         bgr_to_rgb=bool(preprocessor.get("bgr_to_rgb", False) or preprocessor.get("rgb_to_bgr", False)),
-        iou_threshold=float(rcnn.get("nms", {}).get("iou_threshold", 0.5)),
+        iou_threshold=float(final.get("nms", {}).get("iou_threshold", 0.5)),
     )
 
 
@@ -123,6 +140,8 @@ def model_config(config: Any, spec: ModelSpec) -> Any:
 def export_onnx(weights: Path, config: Any, spec: ModelSpec, work_dir: Path) -> Path:
     """Trace the model in ``weights`` (an otxlite ``weights.pth``) to ``work_dir/end2end.onnx``."""
     import mmdeploy.apis
+
+    import otxlite.export.rtmdet_ins  # noqa: F401  (registers otxlite's RTMDet-Ins rewrite for OpenVINO)
 
     width, height = spec.input_size
     sample = np.random.default_rng(0).integers(0, 256, size=(height, width, 3), dtype=np.uint8)

@@ -47,7 +47,7 @@ def paste_roi_masks(masks: np.ndarray, boxes: np.ndarray, height: int, width: in
 
 
 def resize_image_masks(masks: np.ndarray, height: int, width: int, threshold: float) -> np.ndarray:
-    """Whole-image probability masks [N,h,w] (any scale) -> binary masks [N,H,W]."""
+    """Whole-image masks [N,h,w] (any scale; probabilities or logits) -> binary masks [N,H,W]."""
     return np.stack([cv2.resize(m.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
                      >= threshold for m in masks]) if len(masks) else np.zeros((0, height, width), bool)
 
@@ -71,10 +71,14 @@ def decode_outputs(outputs: dict[str, np.ndarray], metadata: ModelMetadata, heig
     in_w, in_h = metadata.input_size
     boxes = dets[:, :4] * np.array([width / in_w, height / in_h] * 2, dtype=np.float32)
     boxes = np.clip(boxes, 0, [width, height, width, height])
+    edge = metadata.mask_threshold
+    if metadata.mask_values == "logits":
+        edge = float(np.log(edge / (1.0 - edge)))  # the same edge on the logit scale
     if metadata.mask_layout == "roi":
-        full = paste_roi_masks(masks, boxes, height, width, metadata.mask_threshold)
+        full = paste_roi_masks(masks, boxes, height, width, edge)
     else:
-        full = resize_image_masks(masks, height, width, metadata.mask_threshold)
+        full = resize_image_masks(masks, height, width, edge)
+    if metadata.box_source == "masks":
         boxes = _boxes_of(full, boxes)
     return Prediction(boxes.astype(np.float32), dets[:, 4].astype(np.float32), labels, full)
 
@@ -189,7 +193,7 @@ class Predictor:
 
 
 def _boxes_of(masks: np.ndarray, fallback: np.ndarray) -> np.ndarray:
-    """Tight boxes around masks (SOLOv2 predicts no boxes); empty masks keep ``fallback``."""
+    """Tight boxes around masks (for models that predict no boxes); empty masks keep ``fallback``."""
     boxes = fallback.copy()
     for i, mask in enumerate(masks):
         ys, xs = np.nonzero(mask)

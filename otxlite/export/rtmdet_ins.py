@@ -1,0 +1,74 @@
+"""RTMDet-Ins's post-processing as otxlite exports it to OpenVINO (an mmdeploy rewrite, backend ``openvino``).
+
+mmdeploy 1.3.1's own rewrite of ``RTMDetInsHead.predict_by_feat`` has two problems here: it builds the
+mask coordinate grid on the default device ``cuda`` (tracing fails on a machine without a GPU), and it
+upsamples every instance's mask logits 8x to the full input inside the graph (100 x 640 x 640 floats
+per image at 640, most of the latency the peers do not pay). This rewrite keeps its approach (priors,
+distance boxes, ``multiclass_nms`` with the kept indices, the dynamic mask kernels as batched matrix
+products) and stops at the mask features' resolution: ``masks`` are [1, N, H/8, W/8] logits over
+the whole input, which otxlite's decoder resizes once, straight to the image, before thresholding
+(MMDetection resizes logits too; a resized probability map puts the mask edge elsewhere).
+
+Registering for the ``openvino`` backend makes mmdeploy choose this rewrite over its default one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from mmdeploy.codebase.mmdet import get_post_processing_params
+from mmdeploy.core import FUNCTION_REWRITER
+from mmdeploy.mmcv.ops.nms import multiclass_nms
+
+MASK_STRIDE = 8  # RTMDet-Ins predicts masks on the stride-8 feature map
+
+
+def _flatten(maps: list[torch.Tensor], channels: int) -> torch.Tensor:
+    """[B, C, H, W] per level -> [B, sum(H*W), C]."""
+    return torch.cat([m.permute(0, 2, 3, 1).reshape(m.shape[0], -1, channels) for m in maps], dim=1)
+
+
+def _mask_logits(head: Any, mask_feat: torch.Tensor, kernels: torch.Tensor, priors: torch.Tensor) -> torch.Tensor:
+    """Each instance's dynamic kernels applied to the mask features and its relative coordinates:
+    [B, N, H/8, W/8] logits (1x1 convolutions written as batched matrix products, so N may vary)."""
+    batch, instances = priors.shape[:2]
+    height, width = mask_feat.shape[-2:]
+    grid = head.prior_generator.single_level_grid_priors((height, width), level_idx=0, device=mask_feat.device)
+    centres, strides = priors[..., None, :2], priors[..., None, 2:3]  # [B, N, 1, 2], [B, N, 1, 1]
+    relative = ((centres - grid) / (strides * MASK_STRIDE)).permute(0, 1, 3, 2)  # [B, N, 2, H*W]
+    features = mask_feat.flatten(2)[:, None].expand(batch, instances, -1, -1)  # [B, N, C, H*W]
+    x = torch.cat([relative, features], dim=2).flatten(0, 1)  # [B*N, 2 + C, H*W]
+    splits = torch.split_with_sizes(kernels, head.weight_nums + head.bias_nums, dim=2)
+    layers = len(head.weight_nums)
+    for i, (weight, bias) in enumerate(zip(splits[:layers], splits[layers:])):
+        out_channels = head.dyconv_channels if i < layers - 1 else 1
+        x = torch.bmm(weight.reshape(batch * instances, out_channels, -1), x) + bias.reshape(-1, out_channels, 1)
+        if i < layers - 1:
+            x = x.clamp(min=0)
+    return x.reshape(batch, instances, height, width)
+
+
+@FUNCTION_REWRITER.register_rewriter(
+    func_name="mmdet.models.dense_heads.rtmdet_ins_head.RTMDetInsHead.predict_by_feat", backend="openvino")
+def rtmdet_ins_head__predict_by_feat__openvino(self: Any, cls_scores: list[torch.Tensor],
+                                               bbox_preds: list[torch.Tensor], kernel_preds: list[torch.Tensor],
+                                               mask_feat: torch.Tensor, score_factors: Any = None,
+                                               batch_img_metas: Any = None, cfg: Any = None, rescale: bool = False,
+                                               with_nms: bool = True) -> tuple[torch.Tensor, ...]:
+    """``dets`` [B, N, 5], ``labels`` [B, N], ``masks`` [B, N, H/8, W/8] logits (see the module docstring)."""
+    cfg = self.test_cfg if cfg is None else cfg
+    post = get_post_processing_params(FUNCTION_REWRITER.get_context().cfg)
+    sizes = [score.shape[2:] for score in cls_scores]
+    priors = torch.cat(self.prior_generator.grid_priors(sizes, device=mask_feat.device, with_stride=True))
+    scores = _flatten(cls_scores, self.cls_out_channels).sigmoid()
+    distances = _flatten(bbox_preds, 4)  # left, top, right, bottom in pixels
+    kernels = _flatten(kernel_preds, self.num_gen_params)
+    boxes = torch.cat([priors[..., :2] - distances[..., :2], priors[..., :2] + distances[..., 2:]], dim=-1)
+    dets, labels, index = multiclass_nms(
+        boxes, scores, post.max_output_boxes_per_class, cfg.nms.get("iou_threshold", post.iou_threshold),
+        cfg.get("score_thr", post.score_threshold), pre_top_k=post.pre_top_k,
+        keep_top_k=cfg.get("max_per_img", post.keep_top_k), output_index=True)
+    rows = torch.arange(boxes.shape[0], device=boxes.device).view(-1, 1)
+    kept_priors = priors[None].expand(boxes.shape[0], -1, -1)[rows, index]
+    return dets, labels, _mask_logits(self, mask_feat, kernels[rows, index], kept_priors)

@@ -1,0 +1,166 @@
+"""RTMDet-Ins: its recipe, its head's masks on non-square images, and a model that learned (the coins photo)
+through export, PyTorch vs IR parity, INT8, predict and serve."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from otxlite.engine.recipes import stage2_epochs
+from otxlite.evaluate import evaluate
+from otxlite.templates import load_template
+from test_parity import box_iou
+from test_serve import b64, encode
+
+COINS_PARAMS = ["learning_parameters.num_iters=60", "learning_parameters.batch_size=2",
+                "learning_parameters.learning_rate=0.004", "learning_parameters.learning_rate_warmup_iters=20",
+                "data.input_size=[256,256]", "learning_parameters.num_workers=0"]
+
+
+def test_rtmdet_recipe(tmp_path: Path) -> None:
+    """Mosaic and mix-up, then the deployment resize for the last epochs; AdamW without decay on norms and
+    biases; warmup, then the base rate, then a cosine decay over the second half; evaluation on a plain resize."""
+    from otxlite.engine.config import build_runner_config
+
+    template = load_template("RTMDet-Ins-tiny")
+    hyper = template.hyper_parameters
+    cfg = build_runner_config(template, hyper, ["coin"], tmp_path / "train.json", tmp_path / "val.json", tmp_path,
+                              num_train_images=16)
+    stages = [step["type"] for step in cfg.train_dataloader.dataset.pipeline]
+    assert stages[2:4] == ["CachedMosaic", "RandomResize"] and "CachedMixUp" in stages
+    switch = next(h for h in cfg.custom_hooks if h["type"] == "PipelineSwitchHook")
+    epochs = hyper["learning_parameters"]["num_iters"]
+    assert switch["switch_epoch"] == epochs - stage2_epochs(epochs) == 93
+    assert [s["type"] for s in switch["switch_pipeline"]][2] == "Resize"
+    assert cfg.optim_wrapper.optimizer.type == "AdamW" and cfg.optim_wrapper.paramwise_cfg.norm_decay_mult == 0
+    assert cfg.optim_wrapper.clip_grad is None
+    schedulers = {s["type"]: s for s in cfg.param_scheduler}
+    assert set(schedulers) == {"LinearLR", "CosineAnnealingLR"}
+    assert schedulers["CosineAnnealingLR"]["begin"] == epochs // 2
+    assert schedulers["CosineAnnealingLR"]["eta_min"] == pytest.approx(0.05 * hyper["learning_parameters"]["learning_rate"])
+    resize = cfg.val_dataloader.dataset.pipeline[1]
+    assert (resize["type"], resize["keep_ratio"], resize["scale"]) == ("Resize", False, (640, 640))
+
+    sgd = build_runner_config(load_template("MaskRCNN-ResNet18"), load_template("MaskRCNN-ResNet18").hyper_parameters,
+                              ["coin"], tmp_path / "train.json", tmp_path / "val.json", tmp_path, num_train_images=16)
+    assert sgd.optim_wrapper.optimizer.type == "SGD" and "paramwise_cfg" not in sgd.optim_wrapper
+    assert not any(h["type"] == "PipelineSwitchHook" for h in sgd.custom_hooks)
+
+
+def test_masks_of_a_non_square_image_have_its_shape() -> None:
+    """MMDetection 3.3 swaps the width and height scales when it brings RTMDet-Ins masks back to the image;
+    otxlite's head does not (a 90x200 image resized to 128x128 gets 200x90 masks, boxes inside the image)."""
+    import torch
+    from mmdet.registry import MODELS
+    from mmdet.structures import DetDataSample
+    from mmdet.utils import register_all_modules
+    from mmengine.config import Config
+
+    import otxlite.models  # noqa: F401
+
+    register_all_modules()
+    model_cfg = Config.fromfile(str(load_template("RTMDet-Ins-tiny").model_config)).model
+    model_cfg.bbox_head.num_classes = 1
+    model_cfg.test_cfg.score_thr = 0.0  # random weights: keep every candidate so masks are made
+    model_cfg.backbone.pop("init_cfg", None)
+    model = MODELS.build(model_cfg).eval()
+    sample = DetDataSample(metainfo=dict(img_shape=(128, 128), ori_shape=(200, 90), scale_factor=(128 / 90, 128 / 200)))
+    image = torch.randint(0, 255, (3, 128, 128), dtype=torch.uint8)
+    with torch.no_grad():
+        found = model.test_step(dict(inputs=[image], data_samples=[sample]))[0].pred_instances
+    assert len(found) > 0
+    assert tuple(found.masks.shape[1:]) == (200, 90)
+    assert float(found.bboxes[:, 2].max()) <= 90 * 1.5 and float(found.bboxes[:, 3].max()) <= 200 * 1.5
+
+
+@pytest.fixture(scope="module")
+def rtmdet_run(coins: Path, tmp_path_factory: pytest.TempPathFactory):
+    """RTMDet-Ins-tiny trained from random weights on the coins photo (60 epochs at 256 px)."""
+    from otxlite.engine.train import train
+
+    return train("RTMDet-Ins-tiny", coins, output=tmp_path_factory.mktemp("rtmdet_run"), pretrained=False,
+                 params=COINS_PARAMS)
+
+
+@pytest.fixture(scope="module")
+def rtmdet_ir(rtmdet_run, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from otxlite.export import export_openvino
+
+    return export_openvino(rtmdet_run.weights, tmp_path_factory.mktemp("rtmdet_ir"))
+
+
+def test_the_ir_keeps_masks_at_stride_8_beside_the_boxes(rtmdet_ir: Path, coins_val: Path) -> None:
+    import openvino as ov
+
+    from otxlite.core.artifacts import read_metadata
+
+    model = ov.Core().read_model(rtmdet_ir)
+    metadata = read_metadata(model, rtmdet_ir)
+    assert (metadata.model_type, metadata.mask_layout, metadata.box_source) == ("RTMDet", "image", "model")
+    compiled = ov.Core().compile_model(model, "CPU")
+    image = cv2.resize(cv2.imread(str(next(coins_val.glob("images/val/*.png")))), (256, 256))
+    outputs = compiled(image.transpose(2, 0, 1)[None].astype(np.float32))
+    masks = outputs[compiled.output("masks")]
+    boxes = outputs[compiled.output("boxes")]
+    assert masks.shape[1:] == (32, 32) and masks.shape[0] == boxes.shape[0] > 0
+    assert 0.0 <= masks.min() and masks.max() <= 1.0
+
+
+def test_ir_matches_pytorch_on_a_model_that_learned(rtmdet_run, rtmdet_ir: Path, coins_val: Path,
+                                                   tmp_path: Path) -> None:
+    """Mask mAP within 0.01, and every confident PyTorch detection has an IR one of box IoU >= 0.95."""
+    from otxlite.engine.inference import pytorch_detector
+    from otxlite.inference.predictor import Predictor
+
+    pytorch, _ = evaluate(rtmdet_run.weights, coins_val, tmp_path / "torch")
+    ir, _ = evaluate(rtmdet_ir, coins_val, tmp_path / "ir")
+    assert pytorch["mask_mAP"] >= 0.3, f"the model must have learned for this test to mean anything: {pytorch}"
+    assert abs(ir["mask_mAP"] - pytorch["mask_mAP"]) <= 0.01, (ir["mask_mAP"], pytorch["mask_mAP"])
+
+    image = cv2.imread(str(next(coins_val.glob("images/val/*.png"))))
+    detect = pytorch_detector(rtmdet_run.weights)
+    masks, scores, _ = detect(image)
+    predicted = Predictor(rtmdet_ir).predict(image, threshold=0.25)
+    confident = scores >= 0.3
+    assert confident.sum() >= 3
+    reference_boxes = np.array([_box_of(mask) for mask in masks[confident]], dtype=np.float32)
+    ir_boxes = np.array([_box_of(mask) for mask in predicted.masks], dtype=np.float32).reshape(-1, 4)
+    assert (box_iou(reference_boxes, ir_boxes).max(axis=1) >= 0.9).all()
+
+
+def _box_of(mask: np.ndarray) -> tuple[int, int, int, int]:
+    ys, xs = np.nonzero(mask)
+    return (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1) if len(xs) else (0, 0, 0, 0)
+
+
+def test_int8_predict_and_serve(rtmdet_ir: Path, coins: Path, coins_val: Path, tmp_path: Path) -> None:
+    """optimize keeps INT8 within 0.01 mask mAP of FP32 on the learned model; predict and serve answer with
+    masks from the INT8 IR."""
+    from fastapi.testclient import TestClient
+
+    from otxlite.optimize import optimize
+    from otxlite.predict import predict
+    from otxlite.serve.app import create_app
+
+    result = optimize(rtmdet_ir, coins, val_root=coins_val, output=tmp_path / "int8")
+    fp32, _ = evaluate(rtmdet_ir, coins_val, tmp_path / "fp32_eval")
+    int8, _ = evaluate(result.xml, coins_val, tmp_path / "int8_eval")
+    assert fp32["mask_mAP"] - int8["mask_mAP"] <= 0.01, (fp32["mask_mAP"], int8["mask_mAP"])
+
+    predict(result.xml, str(coins_val / "images" / "val"), tmp_path / "predict")
+    predictions = json.loads((tmp_path / "predict" / "predictions.json").read_text())
+    assert sum(len(entry["boxes"]) for entry in predictions) >= 3
+    assert all(det["polygon"] for entry in predictions for det in entry["boxes"])
+
+    image = cv2.imread(str(next(coins_val.glob("images/val/*.png"))))
+    payload = {"input_data": {"columns": ["image"], "data": [b64(encode(image))]}}
+    with TestClient(create_app(result.xml)) as client:
+        answer = client.post("/score", json=payload)
+    assert answer.status_code == 200, answer.text
+    served = answer.json()[0]["boxes"]
+    in_predict = next(entry["boxes"] for entry in predictions if entry["filename"].endswith(".png"))
+    assert [d["label"] for d in served] == [d["label"] for d in in_predict] and len(served) >= 3
