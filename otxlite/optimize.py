@@ -2,10 +2,11 @@
 
 Only the dense network is quantized: convolutions and fully connected layers with constant weights in
 the backbone, neck, RPN and RoI heads. Everything else (box decoding, TopK, NMS, RoI feature
-extraction, mask pasting, SOLOv2's dynamic kernels and matrix NMS) is in NNCF's ignored scope, so
+extraction, mask pasting, SOLOv2's and RTMDet-Ins's dynamic kernels, matrix NMS) is in NNCF's ignored scope, so
 detections are not degraded and statistics collection never runs on dynamic-shape post-processing.
 The layers that turn features into scores and boxes (RPN objectness/regression, box classifier and
-regressor, mask logits) stay FP32 too: they are tiny and most sensitive to rounding.
+regressor, mask logits, RTMDet-Ins's score/box/kernel outputs and mask projection) stay FP32 too: they
+are tiny and most sensitive to rounding.
 """
 
 from __future__ import annotations
@@ -31,7 +32,10 @@ from otxlite.runs import run_folder
 from otxlite.templates import optimization_settings
 
 QUANTIZED_SCOPES = ("/backbone/", "/neck/", "/rpn_head/rpn_conv", "/bbox_head/shared_fcs", "/mask_head/convs",
-                    "/mask_head/mask_feature_head", "/mask_head/cls_convs", "/mask_head/kernel_convs")
+                    "/mask_head/mask_feature_head", "/mask_head/cls_convs", "/mask_head/kernel_convs",
+                    # RTMDet-Ins: the shared conv towers and the mask feature convs (not their 1x1 outputs)
+                    "/bbox_head/cls_convs", "/bbox_head/reg_convs", "/bbox_head/kernel_convs",
+                    "/bbox_head/mask_head/fusion_conv", "/bbox_head/mask_head/stacked_convs")
 QUANTIZED_TYPES = {"Convolution", "GroupConvolution", "MatMul"}
 MIN_VALIDATION_IMAGES, MIN_VALIDATION_INSTANCES = 20, 50  # fewer: the accuracy bound is mostly noise
 
