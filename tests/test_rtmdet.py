@@ -10,11 +10,11 @@ import cv2
 import numpy as np
 import pytest
 
-from otxlite.engine.recipes import stage2_epochs
+from otxlite.engine.recipes import MOSAIC_MIN_IMAGES, stage2_epochs
 from otxlite.evaluate import evaluate
 from otxlite.templates import load_template
 from test_parity import box_iou
-from test_serve import b64, encode
+from test_serve import b64, encode, serving
 
 COINS_PARAMS = ["learning_parameters.num_iters=60", "learning_parameters.batch_size=2",
                 "learning_parameters.learning_rate=0.004", "learning_parameters.learning_rate_warmup_iters=20",
@@ -22,33 +22,52 @@ COINS_PARAMS = ["learning_parameters.num_iters=60", "learning_parameters.batch_s
 
 
 def test_rtmdet_recipe(tmp_path: Path) -> None:
-    """Mosaic and mix-up, then the deployment resize for the last epochs; AdamW without decay on norms and
-    biases; warmup, then the base rate, then a cosine decay over the second half; evaluation on a plain resize."""
+    """From 100 images on: mosaic and mix-up, then the deployment resize for the last epochs; fewer: the plain
+    resize with colour jitter throughout (data.augmentation forces either). AdamW without decay on norms and
+    biases; warmup, the base rate, then a cosine decay over the second half; evaluation on a plain resize."""
     from otxlite.engine.config import build_runner_config
+    from otxlite.templates import apply_overrides
 
     template = load_template("RTMDet-Ins-tiny")
-    hyper = template.hyper_parameters
-    cfg = build_runner_config(template, hyper, ["coin"], tmp_path / "train.json", tmp_path / "val.json", tmp_path,
-                              num_train_images=16)
-    stages = [step["type"] for step in cfg.train_dataloader.dataset.pipeline]
-    assert stages[2:4] == ["CachedMosaic", "RandomResize"] and "CachedMixUp" in stages
-    switch = next(h for h in cfg.custom_hooks if h["type"] == "PipelineSwitchHook")
-    epochs = hyper["learning_parameters"]["num_iters"]
+
+    def config(images: int, *params: str):
+        hyper = apply_overrides(template.hyper_parameters, list(params))
+        return build_runner_config(template, hyper, ["coin"], tmp_path / "train.json", tmp_path / "val.json",
+                                   tmp_path, num_train_images=images)
+
+    def first_stage(cfg) -> list[str]:
+        return [step["type"] for step in cfg.train_dataloader.dataset.pipeline]
+
+    def switches(cfg) -> list[dict]:
+        return [h for h in cfg.custom_hooks if h["type"] == "PipelineSwitchHook"]
+
+    plain = ["LoadImageFromFile", "LoadAnnotations", "Resize", "YOLOXHSVRandomAug", "RandomFlip", "PackDetInputs"]
+    large = config(MOSAIC_MIN_IMAGES)
+    assert first_stage(large)[2:4] == ["CachedMosaic", "RandomResize"] and "CachedMixUp" in first_stage(large)
+    epochs = template.hyper_parameters["learning_parameters"]["num_iters"]
+    [switch] = switches(large)
     assert switch["switch_epoch"] == epochs - stage2_epochs(epochs) == 93
-    assert [s["type"] for s in switch["switch_pipeline"]][2] == "Resize"
-    assert cfg.optim_wrapper.optimizer.type == "AdamW" and cfg.optim_wrapper.paramwise_cfg.norm_decay_mult == 0
-    assert cfg.optim_wrapper.clip_grad is None
-    schedulers = {s["type"]: s for s in cfg.param_scheduler}
+    assert [step["type"] for step in switch["switch_pipeline"]] == plain
+    small = config(MOSAIC_MIN_IMAGES - 1)
+    assert first_stage(small) == plain and not switches(small)
+    assert first_stage(config(5, "data.augmentation=mosaic"))[2] == "CachedMosaic"
+    assert first_stage(config(500, "data.augmentation=plain")) == plain
+
+    assert large.optim_wrapper.optimizer.type == "AdamW" and large.optim_wrapper.paramwise_cfg.norm_decay_mult == 0
+    assert large.optim_wrapper.clip_grad is None
+    schedulers = {s["type"]: s for s in large.param_scheduler}
     assert set(schedulers) == {"LinearLR", "CosineAnnealingLR"}
     assert schedulers["CosineAnnealingLR"]["begin"] == epochs // 2
-    assert schedulers["CosineAnnealingLR"]["eta_min"] == pytest.approx(0.05 * hyper["learning_parameters"]["learning_rate"])
-    resize = cfg.val_dataloader.dataset.pipeline[1]
+    base = template.hyper_parameters["learning_parameters"]["learning_rate"]
+    assert schedulers["CosineAnnealingLR"]["eta_min"] == pytest.approx(0.05 * base)
+    resize = large.val_dataloader.dataset.pipeline[1]
     assert (resize["type"], resize["keep_ratio"], resize["scale"]) == ("Resize", False, (640, 640))
 
-    sgd = build_runner_config(load_template("MaskRCNN-ResNet18"), load_template("MaskRCNN-ResNet18").hyper_parameters,
-                              ["coin"], tmp_path / "train.json", tmp_path / "val.json", tmp_path, num_train_images=16)
+    resnet = load_template("MaskRCNN-ResNet18")
+    sgd = build_runner_config(resnet, resnet.hyper_parameters, ["coin"], tmp_path / "train.json",
+                              tmp_path / "val.json", tmp_path, num_train_images=500)
     assert sgd.optim_wrapper.optimizer.type == "SGD" and "paramwise_cfg" not in sgd.optim_wrapper
-    assert not any(h["type"] == "PipelineSwitchHook" for h in sgd.custom_hooks)
+    assert first_stage(sgd)[2:] == ["Resize", "RandomFlip", "PackDetInputs"] and not switches(sgd)
 
 
 def test_masks_of_a_non_square_image_have_its_shape() -> None:
@@ -93,21 +112,22 @@ def rtmdet_ir(rtmdet_run, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return export_openvino(rtmdet_run.weights, tmp_path_factory.mktemp("rtmdet_ir"))
 
 
-def test_the_ir_keeps_masks_at_stride_8_beside_the_boxes(rtmdet_ir: Path, coins_val: Path) -> None:
+def test_the_ir_keeps_mask_logits_at_stride_8_beside_the_boxes(rtmdet_ir: Path, coins_val: Path) -> None:
     import openvino as ov
 
     from otxlite.core.artifacts import read_metadata
 
     model = ov.Core().read_model(rtmdet_ir)
     metadata = read_metadata(model, rtmdet_ir)
-    assert (metadata.model_type, metadata.mask_layout, metadata.box_source) == ("RTMDet", "image", "model")
+    assert (metadata.model_type, metadata.mask_layout, metadata.box_source, metadata.mask_values) == (
+        "RTMDet", "image", "model", "logits")
     compiled = ov.Core().compile_model(model, "CPU")
     image = cv2.resize(cv2.imread(str(next(coins_val.glob("images/val/*.png")))), (256, 256))
     outputs = compiled(image.transpose(2, 0, 1)[None].astype(np.float32))
     masks = outputs[compiled.output("masks")]
     boxes = outputs[compiled.output("boxes")]
     assert masks.shape[1:] == (32, 32) and masks.shape[0] == boxes.shape[0] > 0
-    assert 0.0 <= masks.min() and masks.max() <= 1.0
+    assert masks.min() < 0 < masks.max()  # logits: background below 0, the coin above
 
 
 def test_ir_matches_pytorch_on_a_model_that_learned(rtmdet_run, rtmdet_ir: Path, coins_val: Path,
@@ -140,11 +160,8 @@ def _box_of(mask: np.ndarray) -> tuple[int, int, int, int]:
 def test_int8_predict_and_serve(rtmdet_ir: Path, coins: Path, coins_val: Path, tmp_path: Path) -> None:
     """optimize keeps INT8 within 0.01 mask mAP of FP32 on the learned model; predict and serve answer with
     masks from the INT8 IR."""
-    from fastapi.testclient import TestClient
-
     from otxlite.optimize import optimize
     from otxlite.predict import predict
-    from otxlite.serve.app import create_app
 
     result = optimize(rtmdet_ir, coins, val_root=coins_val, output=tmp_path / "int8")
     fp32, _ = evaluate(rtmdet_ir, coins_val, tmp_path / "fp32_eval")
@@ -158,7 +175,7 @@ def test_int8_predict_and_serve(rtmdet_ir: Path, coins: Path, coins_val: Path, t
 
     image = cv2.imread(str(next(coins_val.glob("images/val/*.png"))))
     payload = {"input_data": {"columns": ["image"], "data": [b64(encode(image))]}}
-    with TestClient(create_app(result.xml)) as client:
+    with serving(result.xml) as client:
         answer = client.post("/score", json=payload)
     assert answer.status_code == 200, answer.text
     served = answer.json()[0]["boxes"]
