@@ -64,9 +64,11 @@ def test_bad_model_config_is_one_paragraph_before_the_run_folder(case: str, samp
     ("postprocessing.confidence_threshold=1.5", "<= 1"),
     ("learning_parameters.early_stop_patience=-1", ">= 0"),
     ("optimization.preset=fast", "one of performance, mixed"),
+    ("data.augmentation=cutmix", "one of auto, mosaic, plain"),
 ])
 def test_out_of_range_hyper_parameter(param: str, expected: str, tmp_path: Path) -> None:
-    result = otxlite("train", "MaskRCNN-ResNet18", "--train-data-roots", str(tmp_path), "--param", param,
+    template = "RTMDet-Ins-tiny" if param.startswith("data.augmentation") else "MaskRCNN-ResNet18"
+    result = otxlite("train", template, "--train-data-roots", str(tmp_path), "--param", param,
                      "-o", str(tmp_path / "run"))
     assert result.returncode == 2
     assert "out of range" in result.stderr and expected in result.stderr, result.stderr

@@ -128,6 +128,12 @@ def test_missing_model_config_names_the_path(tmp_path):
     assert "model_config" in message
 
 
+def test_unknown_recipe_lists_the_recipes(tmp_path):
+    path = _write_template(tmp_path, recipe="yolo")
+    with pytest.raises(OtxliteError, match="`recipe: yolo` is unknown; it must be one of otx, rtmdet"):
+        load_template(str(path))
+
+
 def test_invalid_yaml(tmp_path):
     path = tmp_path / "broken.yaml"
     path.write_text("name: [unclosed\nmodel_config: x.py\n")
