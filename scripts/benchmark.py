@@ -84,6 +84,9 @@ sys.path.insert(0, str(REPO))
 from otxlite.fileio import write_json_atomic, write_text_atomic  # noqa: E402
 from otxlite.measure import cpu_model_and_flags, spread, time_calls  # noqa: E402
 
+sys.path.insert(0, str(REPO / "scripts"))
+from benchmark_peers import PEERS  # noqa: E402
+
 MARKER = "BENCHMARK_RESULT "
 DEFAULT_OUTPUT = REPO / "benchmarks" / "results.json"
 DEFAULT_DATA = Path.home() / ".cache" / "otxlite" / "benchmark"
@@ -180,6 +183,8 @@ def phase_pytorch(spec: dict[str, Any]) -> dict[str, Any]:
     hyper = apply_overrides(template.hyper_parameters, [f"data.input_size=[{size},{size}]"])
     cfg = build_runner_config(template, hyper, spec["labels"], Path(spec["train_ann"]), None,
                               Path(spec["work_dir"]), num_train_images=1, pretrained_start="random")
+    if "score_thr" in cfg.model.test_cfg and "rcnn" not in cfg.model.test_cfg:  # single-stage (RTMDet-Ins)
+        cfg.model.test_cfg.score_thr = 0.0  # random scores sit under 0.05: keep the cap's worth of candidates
     register_all_modules()
     import_modules_from_strings(cfg.custom_imports["imports"])
     torch.manual_seed(0)
@@ -269,7 +274,7 @@ def phase_openvino(spec: dict[str, Any]) -> dict[str, Any]:
     import openvino as ov
 
     from otxlite.core.artifacts import read_metadata
-    from otxlite.inference.predictor import decode_outputs, preprocess, request_outputs
+    from otxlite.inference.predictor import Predictor, decode_outputs, preprocess, request_outputs
 
     xml, hint = spec["xml"], spec["hint"]
     core = ov.Core()
@@ -290,9 +295,14 @@ def phase_openvino(spec: dict[str, Any]) -> dict[str, Any]:
         width, height = metadata.input_size
         result["detections"] = int((outputs["boxes"].reshape(-1, 5)[:, 4] > 0).sum())
         result["decode_ms"] = spread(time_calls(lambda: decode_outputs(outputs, metadata, height, width), 1, 5))
-        result["peak_rss_mib"] = maxrss_mib()  # before the profiling pass compiles a second copy
+        result["peak_rss_mib"] = maxrss_mib()  # before the profiling pass and the predictor compile more copies
+        del request
+        predictor = Predictor(xml, hint="LATENCY")  # what `otxlite predict` runs: read, resize, infer, decode
+        result["end_to_end_ms"] = spread(time_calls(lambda: predictor.predict(cv2.imread(spec["image"])),
+                                                    spec["warmup"], spec["repeats"]))
+        del predictor
         if spec["profile"]:
-            del request, compiled
+            del compiled
             result["profile"] = _profile(core, model, tensor, spec["precision"])
     else:
         result.update(_throughput(compiled, tensor, spec["seconds"]))
@@ -385,9 +395,16 @@ def phase_import(spec: dict[str, Any]) -> dict[str, Any]:
     return dict(seconds=round(seconds, 2), images=images, images_per_s=round(images / seconds, 1))
 
 
+def phase_peer(spec: dict[str, Any]) -> dict[str, Any]:
+    """An Ultralytics peer exported to OpenVINO and timed (``scripts/benchmark_peers.py``)."""
+    from benchmark_peers import phase_peer as peer
+
+    return peer(spec)
+
+
 PHASES: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = dict(
     peak=phase_peak, pytorch=phase_pytorch, export=phase_export, int8=phase_int8, openvino=phase_openvino,
-    dataset_import=phase_import)
+    dataset_import=phase_import, peer=phase_peer)
 
 
 def worker(phase: str, spec: dict[str, Any]) -> None:
@@ -537,6 +554,20 @@ def bench_model(template: Any, size: int, args: argparse.Namespace, sample: tupl
     return row
 
 
+def bench_peers(args: argparse.Namespace, sample: tuple, scratch: Path, sizes: list[int]) -> list[dict[str, Any]]:
+    """Every ``--peers`` model at every input size the templates were measured at."""
+    rows = []
+    for name in args.peers:
+        for size in sizes:
+            print(f"# peer {name} @ {size}", file=sys.stderr, flush=True)
+            work = scratch / f"peer_{name}_{size}"
+            work.mkdir(parents=True, exist_ok=True)
+            spec = dict(model=name, size=size, image=str(sample[3]), warmup=args.warmup, repeats=args.repeats,
+                        work_dir=str(work), config=compile_config("LATENCY", "f32"))
+            rows.append({"model": name, "input_size": size, **run_phase("peer", spec, work / "peer.log", args.timeout)})
+    return rows
+
+
 def _get(node: dict[str, Any], *keys: str) -> Any:
     for key in keys:
         if not isinstance(node, dict) or key not in node:
@@ -661,6 +692,7 @@ def table(report: dict[str, Any]) -> str:
                 f"| {_cell(_get(ov, 'INT8', 'default', 'latency', 'latency_ms'))} "
                 f"| {_num(_get(ov, 'INT8', 'default', 'throughput', 'images_per_s'))} "
                 f"| {f'{f32 / default:.2f}x' if f32 and default else '-'} | {f'{ratio:.2f}x' if ratio else '-'} |")
+    lines += _peer_table(report)
     profiles = [_profile_line(row) for row in report["results"]]
     if any(profiles):
         lines += ["", "Where the time goes (OpenVINO `PERF_COUNT`, f32 pinned; share of the summed layer times):", ""]
@@ -668,6 +700,40 @@ def table(report: dict[str, Any]) -> str:
     lines += ["", *_extras(report)]
     lines += ["", *_notes(report)]
     return "\n".join(lines)
+
+
+def _peer_table(report: dict[str, Any]) -> list[str]:
+    """otxlite's IRs beside the peers: network and end-to-end latency, and the issue's ratio."""
+    peers = report.get("peers") or []
+    if not peers:
+        return []
+    lines = ["", "Side by side with the peers users compare otxlite with (OpenVINO, LATENCY hint, f32, same run; "
+                 "end to end = image file to instance masks at the image's size):", "",
+             "| model | input | network ms | end to end ms | .bin MB | detections |", "|---|---|---|---|---|---|"]
+    for row in report["results"]:
+        for ir in ("FP32", "INT8"):
+            latency = _get(row, "openvino", ir, "f32", "latency") or {}
+            if latency.get("latency_ms"):
+                size_mb = _get(row, "export" if ir == "FP32" else "int8", "bin_mb")
+                lines.append(f"| otxlite {row['template']} {ir} | {row['input_size']} | {_cell(latency['latency_ms'])} "
+                             f"| {_cell(latency.get('end_to_end_ms'))} | {_num(size_mb, 1)} "
+                             f"| {latency.get('detections', '-')} |")
+    for peer in peers:
+        if "error" in peer:
+            lines.append(f"| {peer['model']} FP32 | {peer['input_size']} | not measured: Ultralytics is not installed "
+                         "here or failed (`pip install -e .[benchmark]`; log in the JSON) | | | |")
+            continue
+        lines.append(f"| {peer['model']} FP32 (Ultralytics {peer['ultralytics']}) | {peer['input_size']} "
+                     f"| {_cell(peer['latency_ms'])} | {_cell(peer['end_to_end_ms'])} | {_num(peer['bin_mb'], 1)} "
+                     f"| {peer['detections']} |")
+    reference = {(p["model"], p["input_size"]): _get(p, "end_to_end_ms", "median") for p in peers if "error" not in p}
+    for row in report["results"]:
+        int8 = _get(row, "openvino", "INT8", "f32", "latency", "end_to_end_ms", "median")
+        yolo = reference.get((PEERS[0], row["input_size"]))
+        if int8 and yolo:
+            lines.append(f"\n{row['template']} INT8 / {PEERS[0]} FP32, end to end at {row['input_size']}: "
+                         f"{int8 / yolo:.2f}x (target <= 1.0x)")
+    return lines
 
 
 def _shares(values: dict[str, float], top: int) -> str:
@@ -764,6 +830,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--skip-import", action="store_true", help="skip the 10,000-image COCO import")
     parser.add_argument("--import-images", type=int, default=10_000, help="images in the import benchmark")
     parser.add_argument("--skip-training", action="store_true", help="skip training speed otxlite vs plain")
+    parser.add_argument("--peers", nargs="*", default=list(PEERS),
+                        help="Ultralytics models measured beside the templates (default: %(default)s; none: "
+                             "--peers with no name). Needs `pip install -e .[benchmark]`")
     parser.add_argument("--training-template", default="MaskRCNN-ResNet18", help="template of the training run")
     parser.add_argument("--training-size", type=int, default=256, help="input size of the training run")
     parser.add_argument("--timeout", type=int, default=3600, help="seconds per phase process (default 3600)")
@@ -829,6 +898,8 @@ def main(argv: list[str] | None = None) -> int:
                 row = bench_model(template, size, args, sample, precisions, scratch / f"{template.name}_{size}")
                 report["results"].append(row)
                 save()
+        report["peers"] = bench_peers(args, sample, scratch, sorted({row["input_size"] for row in report["results"]}))
+        save()
         if not args.skip_training:
             report["training"] = training_speed(args.training_template, args.training_size, args.data, scratch,
                                                 args.timeout)

@@ -9,11 +9,13 @@ with the same number of epochs, batch size and input size:
   input size and warmup: otxlite's whole recipe (resize + flip, SGD, clipping, warmup, lazy LR plateau,
   EMA, BN statistics recomputed before validation, adaptive validation interval, lazy early stopping,
   best model kept). Its curve is ``results.csv``; its result is ``performance.json`` (the kept model).
-* ``plain``: the same MMDetection model config through mmengine's ``Runner`` with MMDetection's
-  default recipe (``mask-rcnn_r50_fpn_1x_coco``: keep-ratio resize + flip, SGD lr 0.02, momentum 0.9,
-  weight decay 1e-4, linear warmup, steps x0.1 at 8/12 and 11/12 of the epochs), scaled to the same
-  budget (the same warmup iterations), validated with MMDetection's ``CocoMetric`` at the same epochs
-  as otxlite. Its result is the best validation mask mAP over the run (what ``save_best`` keeps).
+* ``plain``: the same MMDetection model config through mmengine's ``Runner`` with MMDetection's own
+  recipe for it, scaled to the same budget (the same warmup iterations): for Mask R-CNN and SOLOv2
+  ``mask-rcnn_r50_fpn_1x_coco``'s (keep-ratio resize + flip, SGD lr 0.02, momentum 0.9, weight decay
+  1e-4, steps x0.1 at 8/12 and 11/12 of the epochs), for RTMDet-Ins ``rtmdet-ins_tiny_8xb32-300e_coco``'s
+  (cached mosaic and mix-up, AdamW 0.004, cosine decay over the second half, EMA, stage 2 without
+  mosaic for the last 20/300 of the epochs); validated with MMDetection's ``CocoMetric`` at the same
+  epochs as otxlite. Its result is the best validation mask mAP over the run (what ``save_best`` keeps).
 
 Mask mAP is COCO's (pycocotools) on the held-out tile in both. The ratio otxlite / plain is the
 figure of merit (target >= 1.0, goal >= 1.15).
@@ -85,21 +87,63 @@ def otxlite_run(template: str, data: Path, out: Path, epochs: int, batch: int, s
             "seconds": round(time.perf_counter() - start, 1)}
 
 
+def mask_rcnn_recipe(scale: tuple[int, int], epochs: int) -> dict[str, Any]:
+    """MMDetection's ``mask-rcnn_r50_fpn_1x_coco`` recipe, scaled to ``epochs``."""
+    return dict(
+        train_pipeline=[dict(type="Resize", scale=scale, keep_ratio=True), dict(type="RandomFlip", prob=0.5)],
+        test_resize=[dict(type="Resize", scale=scale, keep_ratio=True)],
+        optim_wrapper=dict(type="OptimWrapper", optimizer=dict(type="SGD", lr=0.02, momentum=0.9, weight_decay=1e-4)),
+        param_scheduler=[dict(type="MultiStepLR", begin=0, end=epochs, by_epoch=True,
+                              milestones=[round(epochs * 8 / 12), round(epochs * 11 / 12)], gamma=0.1)],
+        custom_hooks=[])
+
+
+def rtmdet_recipe(scale: tuple[int, int], epochs: int) -> dict[str, Any]:
+    """MMDetection's ``rtmdet-ins_tiny_8xb32-300e_coco`` recipe (mosaic, mix-up, AdamW 0.004, cosine over the
+    second half, EMA, the last 20/300 of the epochs without mosaic), scaled to ``epochs``."""
+    pad = dict(type="Pad", size=scale, pad_val=dict(img=(114, 114, 114)))
+    stage2 = [dict(type="LoadImageFromFile"), dict(type="LoadAnnotations", with_bbox=True, with_mask=True),
+              dict(type="RandomResize", scale=scale, ratio_range=(0.5, 2.0), keep_ratio=True),
+              dict(type="RandomCrop", crop_size=scale, recompute_bbox=True, allow_negative_crop=True),
+              dict(type="FilterAnnotations", min_gt_bbox_wh=(1, 1)), dict(type="YOLOXHSVRandomAug"),
+              dict(type="RandomFlip", prob=0.5), pad, dict(type="PackDetInputs")]
+    return dict(
+        train_pipeline=[
+            dict(type="CachedMosaic", img_scale=scale, pad_val=114.0, max_cached_images=20, random_pop=False),
+            dict(type="RandomResize", scale=(2 * scale[0], 2 * scale[1]), ratio_range=(0.5, 2.0), keep_ratio=True),
+            dict(type="RandomCrop", crop_size=scale), dict(type="YOLOXHSVRandomAug"),
+            dict(type="RandomFlip", prob=0.5), pad,
+            dict(type="CachedMixUp", img_scale=scale, ratio_range=(1.0, 1.0), max_cached_images=10, random_pop=False,
+                 pad_val=(114, 114, 114), prob=0.5),
+            dict(type="FilterAnnotations", min_gt_bbox_wh=(1, 1))],
+        test_resize=[dict(type="Resize", scale=scale, keep_ratio=True), pad],
+        optim_wrapper=dict(type="OptimWrapper", optimizer=dict(type="AdamW", lr=0.004, weight_decay=0.05),
+                           paramwise_cfg=dict(norm_decay_mult=0, bias_decay_mult=0, bypass_duplicate=True)),
+        param_scheduler=[dict(type="CosineAnnealingLR", eta_min=0.004 * 0.05, begin=epochs // 2, end=epochs,
+                              T_max=epochs - epochs // 2, by_epoch=True, convert_to_iter_based=True)],
+        custom_hooks=[dict(type="EMAHook", ema_type="ExpMomentumEMA", momentum=0.0002, update_buffers=True,
+                           priority=49),
+                      dict(type="PipelineSwitchHook", switch_epoch=epochs - max(1, round(epochs * 20 / 300)),
+                           switch_pipeline=stage2)])
+
+
 def plain_config(template: str, data: Path, work_dir: Path, epochs: int, batch: int, size: int,
                  val_interval: int, labels: list[str]) -> Path:
-    """MMDetection's default Mask R-CNN recipe around the template's model, as a config file."""
+    """MMDetection's own recipe for the template's model (Mask R-CNN's default, or RTMDet-Ins's), as a config
+    file."""
     from mmengine.config import Config
 
     from otxlite.engine.config import drop_pretrained, load_model_config
+    from otxlite.engine.recipes import RTMDET
     from otxlite.templates import load_template
 
-    model, imports = load_model_config(load_template(template), len(labels))
+    chosen = load_template(template)
+    model, imports = load_model_config(chosen, len(labels))
     drop_pretrained(model)
-    scale = (size, size)
-    train_pipeline = [dict(type="LoadImageFromFile"), dict(type="LoadAnnotations", with_bbox=True, with_mask=True),
-                      dict(type="Resize", scale=scale, keep_ratio=True), dict(type="RandomFlip", prob=0.5),
-                      dict(type="PackDetInputs")]
-    test_pipeline = [dict(type="LoadImageFromFile"), dict(type="Resize", scale=scale, keep_ratio=True),
+    recipe = (rtmdet_recipe if chosen.recipe == RTMDET else mask_rcnn_recipe)((size, size), epochs)
+    load = [dict(type="LoadImageFromFile"), dict(type="LoadAnnotations", with_bbox=True, with_mask=True)]
+    train_pipeline = [*load, *recipe["train_pipeline"], dict(type="PackDetInputs")]
+    test_pipeline = [dict(type="LoadImageFromFile"), *recipe["test_resize"],
                      dict(type="LoadAnnotations", with_bbox=True, with_mask=True),
                      dict(type="PackDetInputs", meta_keys=("img_id", "img_path", "ori_shape", "img_shape",
                                                            "scale_factor"))]
@@ -119,10 +163,10 @@ def plain_config(template: str, data: Path, work_dir: Path, epochs: int, batch: 
                            metric=["bbox", "segm"]),
         train_cfg=dict(type="EpochBasedTrainLoop", max_epochs=epochs, val_interval=val_interval),
         val_cfg=dict(type="ValLoop"),
-        optim_wrapper=dict(type="OptimWrapper", optimizer=dict(type="SGD", lr=0.02, momentum=0.9, weight_decay=1e-4)),
+        optim_wrapper=recipe["optim_wrapper"],
         param_scheduler=[dict(type="LinearLR", start_factor=0.001, by_epoch=False, begin=0, end=WARMUP_ITERS),
-                         dict(type="MultiStepLR", begin=0, end=epochs, by_epoch=True,
-                              milestones=[round(epochs * 8 / 12), round(epochs * 11 / 12)], gamma=0.1)],
+                         *recipe["param_scheduler"]],
+        custom_hooks=recipe["custom_hooks"],
         default_hooks=dict(timer=dict(type="IterTimerHook"), logger=dict(type="LoggerHook", interval=10),
                            param_scheduler=dict(type="ParamSchedulerHook"), checkpoint=None,
                            sampler_seed=dict(type="DistSamplerSeedHook")),

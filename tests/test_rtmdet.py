@@ -17,7 +17,7 @@ from test_parity import box_iou
 from test_serve import b64, encode, serving
 
 COINS_PARAMS = ["learning_parameters.num_iters=60", "learning_parameters.batch_size=2",
-                "learning_parameters.learning_rate=0.004", "learning_parameters.learning_rate_warmup_iters=20",
+                "learning_parameters.learning_rate_warmup_iters=20",
                 "data.input_size=[256,256]", "learning_parameters.num_workers=0"]
 
 
