@@ -71,7 +71,10 @@ def test_template_config_loads_and_model_builds(path):
     if imports:
         import_modules_from_strings(imports)
     model = MODELS.build(ConfigDict(model_cfg))
-    heads = (model.roi_head.bbox_head, model.roi_head.mask_head) if hasattr(model, "roi_head") else (model.mask_head,)
+    if hasattr(model, "roi_head"):  # Mask R-CNN
+        heads = (model.roi_head.bbox_head, model.roi_head.mask_head)
+    else:  # SOLOv2 (mask_head), RTMDet-Ins (bbox_head)
+        heads = (getattr(model, "mask_head", None) or model.bbox_head,)
     assert [head.num_classes for head in heads] == [3] * len(heads)
 
 
