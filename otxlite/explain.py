@@ -77,8 +77,7 @@ def explain(load_weights: Path, source: str, output: Path | None = None) -> Expl
 def save_saliency(folder: Path, stem: str, image: np.ndarray, masks: np.ndarray, scores: np.ndarray,
                   labels_found: np.ndarray, labels: list[str]) -> None:
     """Write ``<stem>.npy`` (every class) and ``<stem>_<class>.png`` (each class detected) into ``folder``."""
-    maps = class_saliency(masks, scores, labels_found, len(labels)) if len(masks) else \
-        np.zeros((len(labels), *image.shape[:2]), np.uint8)
+    maps = class_saliency(masks, scores, labels_found, len(labels), image.shape[:2])
     with atomic_path(folder / f"{stem}.npy") as tmp:
         np.save(tmp, maps)
     for index in np.unique(labels_found):

@@ -16,7 +16,7 @@ from otxlite.inference.saliency import class_saliency, overlay
 def test_saliency_is_the_maximum_of_score_times_mask_per_class() -> None:
     masks = np.zeros((3, 4, 4), bool)
     masks[0, :2, :2] = masks[1, 1:3, 1:3] = masks[2, 3, 3] = True
-    maps = class_saliency(masks, np.array([0.5, 1.0, 0.8]), np.array([0, 0, 1]), num_classes=3)
+    maps = class_saliency(masks, np.array([0.5, 1.0, 0.8]), np.array([0, 0, 1]), num_classes=3, shape=(4, 4))
     assert maps.dtype == np.uint8 and maps.shape == (3, 4, 4)
     assert maps[0, 0, 0] == 128 and maps[0, 1, 1] == 255 and maps[0, 3, 3] == 0  # overlap: the larger wins
     assert maps[1, 3, 3] == 204 and maps[1].sum() == 204 and not maps[2].any()  # class 2 detected nothing

@@ -146,6 +146,29 @@ def test_score_query_parameters(client):
     assert len(coarse[0]["boxes"][0]["polygon"][0]) <= 8 < len(fine[0]["boxes"][0]["polygon"][0])
 
 
+def decode_png(data: str) -> np.ndarray:
+    return cv2.imdecode(np.frombuffer(base64.b64decode(data), np.uint8), cv2.IMREAD_UNCHANGED)
+
+
+def test_score_explain_adds_one_saliency_map_per_class_from_every_detection(client):
+    plain = client.post("/score", json=body(b64(BRIGHT))).json()[0]
+    assert "saliency_maps" not in plain
+    response = client.post("/score", json=body(b64(BRIGHT)), params={"explain": "true"})
+    assert response.status_code == 200, response.text
+    entry = response.json()[0]
+    assert entry["boxes"] == plain["boxes"]  # the threshold still applies to the instances
+    maps = {m["label"]: decode_png(m["png"]) for m in entry["saliency_maps"]}
+    assert list(maps) == ["cat", "dog"]
+    assert all(m.shape == (100, 200) and m.dtype == np.uint8 for m in maps.values())  # the image's own size
+    # cat: score 200/255 inside its box (x 25-125, y 12.5-62.5 of 200x100); dog: the 0.2 detection under the
+    # threshold still counts, as in otxlite explain
+    assert maps["cat"].max() == 200 and maps["dog"].max() == 51
+    ys, xs = np.nonzero(maps["cat"])
+    assert xs.min() >= 25 and xs.max() < 126 and ys.min() >= 12 and ys.max() < 64
+    dark = client.post("/score", json=body(b64(DARK)), params={"explain": "true"}).json()[0]
+    assert dark["boxes"] == [] and decode_png(dark["saliency_maps"][0]["png"]).max() == 0
+
+
 def test_score_accepts_jpeg_data_uris_and_wrapped_base64(client):
     jpeg = encode(np.full((64, 64, 3), 180, np.uint8), ".jpg")
     wrapped = "\n".join(b64(jpeg)[i:i + 76] for i in range(0, len(b64(jpeg)), 76))
@@ -495,6 +518,7 @@ def test_round_trip_on_the_trained_model_matches_predict(exported_ir, sample_ima
 
     from otxlite.inference.images import read_image
     from otxlite.inference.predictor import Predictor
+    from otxlite.inference.saliency import class_saliency
     from otxlite.inference.schema import to_azureml
     from otxlite.serve.schemas import ImagePrediction
 
@@ -514,8 +538,15 @@ def test_round_trip_on_the_trained_model_matches_predict(exported_ir, sample_ima
                           params={"confidence_threshold": threshold, "max_polygon_points": 12})
         assert response.status_code == 200, response.text
         entries = TypeAdapter(list[ImagePrediction]).validate_python(response.json())
+        explained = c.post("/score", json=body(b64(images[0].read_bytes())), params={"explain": "true"}).json()[0]
     assert sum(len(e.boxes) for e in entries) > 0, "the sample model should find something at this threshold"
     assert response.json() == expected
+    # the served saliency maps are otxlite explain's: every detection of the predictor, score x mask per class
+    first = read_image(images[0])
+    every = predictor.predict(first, None)
+    maps = class_saliency(every.masks, every.scores, every.labels, len(labels), first.shape[:2])
+    assert [m["label"] for m in explained["saliency_maps"]] == labels and maps.max() > 0
+    assert np.array_equal(np.stack([decode_png(m["png"]) for m in explained["saliency_maps"]]), maps)
     for entry in entries:
         for instance in entry.boxes:
             assert instance.label in labels and 0 <= instance.score <= 1

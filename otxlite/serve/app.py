@@ -73,9 +73,13 @@ def create_app(model: Path, settings: ServeSettings = ServeSettings(),
         max_polygon_points: Annotated[Optional[int], Query(
             ge=3, description="Simplify each polygon to at most this many points (default: no simplification).")
         ] = None,
+        explain: Annotated[bool, Query(
+            description="Also answer `saliency_maps`: per class, a grayscale PNG at the image's size (the maximum of "
+                        "score x mask over that class's detections, all scores counted; as `otxlite explain`).")
+        ] = False,
     ) -> Response:
         """Segment the images of an AzureML-style request; one answer per image, in the request's order."""
-        content = await service.score(body.input_data, confidence_threshold, max_polygon_points)
+        content = await service.score(body.input_data, confidence_threshold, max_polygon_points, explain)
         return Response(content, media_type="application/json")
 
     @app.get("/health", response_model=Health, responses={503: {"model": Health, "description": "Not ready."}})

@@ -48,11 +48,21 @@ class Instance(BaseModel):
                                        "normalized like `box`.")
 
 
+class SaliencyMap(BaseModel):
+    """One class's saliency map (`POST /score?explain=true`)."""
+
+    label: str
+    png: str = Field(description="Base64 grayscale PNG at the image's size: 255 x the highest score x mask of this "
+                     "class's detections at each pixel (0 where it detected nothing).")
+
+
 class ImagePrediction(BaseModel):
     """The answer for one image: an entry of `predictions.json` (AzureML AutoML instance segmentation)."""
 
     filename: str = Field(description="The image's `index` entry as a string, or its position.")
     boxes: list[Instance]
+    saliency_maps: Optional[list[SaliencyMap]] = Field(
+        default=None, description="Only with `explain=true`: one map per class, in the order of `/metadata` labels.")
 
 
 class InputSize(BaseModel):

@@ -6,6 +6,7 @@ Per image::
     (event loop)  wait for a pipeline slot
     (thread)      cv2.imdecode -> Predictor.preprocess -> RequestPool.infer (GIL released; copies the outputs)
     (thread)      Predictor.postprocess (drops detections under the threshold, then pastes) -> to_azureml
+                  (with ``explain``: every detection is pasted, saliency maps are drawn, then the threshold applies)
 
 Invariants: the event loop never decodes, resizes, infers or pastes masks; at most ``slots`` images are in the
 pipeline at once (a memory bound: two per infer request, so requests never starve); no Python code runs on
@@ -23,6 +24,7 @@ import cv2
 import numpy as np
 
 from otxlite.inference.predictor import Predictor
+from otxlite.inference.saliency import class_saliency, saliency_pngs
 from otxlite.inference.schema import to_azureml
 from otxlite.serve.errors import RequestError
 
@@ -48,11 +50,13 @@ class ScoringEngine:
         return await asyncio.get_running_loop().run_in_executor(self.executor, function, *args)
 
     async def score(self, data: bytes, filename: str, threshold: float, max_polygon_points: int | None,
-                    what: str) -> dict[str, Any]:
-        """The AzureML entry of one encoded image (its header already checked)."""
+                    what: str, explain: bool = False) -> dict[str, Any]:
+        """The AzureML entry of one encoded image (its header already checked); with ``explain``, plus
+        ``saliency_maps``."""
         async with self.slots:
             outputs, height, width = await self.run(self._decode_and_infer, data, what)
-            return await self.run(self._entry, outputs, height, width, filename, threshold, max_polygon_points)
+            return await self.run(self._entry, outputs, height, width, filename, threshold, max_polygon_points,
+                                  explain)
 
     def _decode_and_infer(self, data: bytes, what: str) -> tuple[dict[str, np.ndarray], int, int]:
         image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
@@ -62,9 +66,15 @@ class ScoringEngine:
         return self.predictor.pool.infer(self.predictor.preprocess(image)), image.shape[0], image.shape[1]
 
     def _entry(self, outputs: dict[str, np.ndarray], height: int, width: int, filename: str, threshold: float,
-               max_polygon_points: int | None) -> dict[str, Any]:
-        prediction = self.predictor.postprocess(outputs, height, width, threshold)
-        return to_azureml(filename, prediction, self.predictor.metadata.labels, width, height, max_polygon_points)
+               max_polygon_points: int | None, explain: bool) -> dict[str, Any]:
+        labels = self.predictor.metadata.labels
+        if not explain:
+            prediction = self.predictor.postprocess(outputs, height, width, threshold)
+            return to_azureml(filename, prediction, labels, width, height, max_polygon_points)
+        every = self.predictor.postprocess(outputs, height, width, None)  # saliency counts every detection
+        maps = class_saliency(every.masks, every.scores, every.labels, len(labels), (height, width))
+        entry = to_azureml(filename, every.at_least(threshold), labels, width, height, max_polygon_points)
+        return {**entry, "saliency_maps": saliency_pngs(maps, labels)}
 
     def close(self) -> None:
         """Finish the images in flight, then stop the thread pool."""

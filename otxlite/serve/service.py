@@ -64,8 +64,9 @@ class ModelService:
         return self.engine
 
     async def score(self, input_data: InputData, confidence_threshold: float | None,
-                    max_polygon_points: int | None) -> bytes:
-        """The JSON answer of ``/score``: one AzureML entry per image, in the request's order."""
+                    max_polygon_points: int | None, explain: bool = False) -> bytes:
+        """The JSON answer of ``/score``: one AzureML entry per image, in the request's order (with ``explain``,
+        each with its saliency maps)."""
         engine = self.ready_engine()
         items, index = input_data.data, input_data.index
         if len(items) > self.settings.max_images:
@@ -78,7 +79,7 @@ class ModelService:
         threshold = (engine.predictor.metadata.confidence_threshold if confidence_threshold is None
                      else confidence_threshold)
         encoded = await _all(self._image_bytes(engine, item, f"input_data.data[{i}]") for i, item in enumerate(items))
-        entries = await _all(engine.score(data, name, threshold, max_polygon_points, f"input_data.data[{i}]")
+        entries = await _all(engine.score(data, name, threshold, max_polygon_points, f"input_data.data[{i}]", explain)
                              for i, (data, name) in enumerate(zip(encoded, names)))
         return await engine.run(lambda: json.dumps(entries, ensure_ascii=False, separators=(",", ":")).encode())
 
