@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from otxlite.measure import spread, time_calls
+from otxlite.core.measure import spread, time_calls
 
 PEERS = ("yolo11n-seg", "yolov8s-seg")
 
