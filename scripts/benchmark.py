@@ -12,7 +12,7 @@ template's own and 320 px), on one machine in one run, every phase in its own fr
    (``scripts/compute_model_stats.py``'s counter, on this model at this size, the box head on as
    many proposals as the RPN returned).
 2. ``export``: ``otxlite.export.export_openvino`` -> FP32 IR.
-3. ``int8``: ``otxlite.optimize.optimize`` (NNCF, calibrated on the sample dataset, ``--subset-size``).
+3. ``int8``: ``otxlite.app.optimize.optimize`` (NNCF, calibrated on the sample dataset, ``--subset-size``).
 4. ``openvino``: one process per IR x precision x hint. LATENCY hint: synchronous ``infer`` of the
    preprocessed tensor (normalization and the IR's post-processing included, the host-side mask
    pasting not: it is timed separately as ``decode_ms``), then an optional profiling pass
@@ -81,8 +81,8 @@ from typing import Any, Callable
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from otxlite.fileio import write_json_atomic, write_text_atomic  # noqa: E402
-from otxlite.measure import cpu_model_and_flags, spread, time_calls  # noqa: E402
+from otxlite.core.fileio import write_json_atomic, write_text_atomic  # noqa: E402
+from otxlite.core.measure import cpu_model_and_flags, spread, time_calls  # noqa: E402
 
 sys.path.insert(0, str(REPO / "scripts"))
 from benchmark_peers import PEERS  # noqa: E402
@@ -174,8 +174,8 @@ def phase_pytorch(spec: dict[str, Any]) -> dict[str, Any]:
     from mmengine.utils import import_modules_from_strings
 
     from otxlite.core.artifacts import save_weights
-    from otxlite.engine.config import build_runner_config
-    from otxlite.templates import apply_overrides, load_template
+    from otxlite.training.config import build_runner_config
+    from otxlite.core.templates import apply_overrides, load_template
 
     torch.set_num_threads(usable_cores())
     template = load_template(spec["template"])
@@ -244,7 +244,7 @@ def _count_rois(model: Any, infer: Callable[[], Any]) -> dict[str, int]:
 
 def phase_export(spec: dict[str, Any]) -> dict[str, Any]:
     """``export_openvino`` of the phase-1 weights to an FP32 IR."""
-    from otxlite.export import export_openvino
+    from otxlite.app.export import export_openvino
 
     start = time.perf_counter()
     xml = export_openvino(Path(spec["weights"]), Path(spec["output"]))
@@ -253,10 +253,10 @@ def phase_export(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def phase_int8(spec: dict[str, Any]) -> dict[str, Any]:
-    """``otxlite.optimize.optimize`` of the FP32 IR, calibrated on the sample dataset."""
+    """``otxlite.app.optimize.optimize`` of the FP32 IR, calibrated on the sample dataset."""
     import openvino as ov
 
-    from otxlite.optimize import optimize
+    from otxlite.app.optimize import optimize
 
     start = time.perf_counter()
     result = optimize(Path(spec["xml"]), Path(spec["dataset"]), output=Path(spec["output"]),
@@ -274,7 +274,7 @@ def phase_openvino(spec: dict[str, Any]) -> dict[str, Any]:
     import openvino as ov
 
     from otxlite.core.artifacts import read_metadata
-    from otxlite.inference.predictor import Predictor, decode_outputs, preprocess, request_outputs
+    from otxlite.runtime.predictor import Predictor, decode_outputs, preprocess, request_outputs
 
     xml, hint = spec["xml"], spec["hint"]
     core = ov.Core()
@@ -506,7 +506,7 @@ def training_speed(template: str, size: int, data: Path, scratch: Path, timeout:
 def prepare_sample(data: Path) -> tuple[Path, Path, list[str], Path]:
     """The generated sample dataset (calibration data too), its converted train COCO file, labels, an image."""
     from otxlite.data.prepare import prepare_training_data
-    from otxlite.sample_data import make_sample_dataset
+    from otxlite.data.sample_data import make_sample_dataset
 
     root = make_sample_dataset(data / "sample", **SAMPLE_IMAGES, seed=0)
     prepared = prepare_training_data(root, None, data / "prepared")
@@ -856,7 +856,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker:
         worker(args.worker[0], json.loads(args.worker[1]))
         return 0
-    from otxlite.templates import list_templates, load_template
+    from otxlite.core.templates import list_templates, load_template
 
     templates = [load_template(name) for name in args.templates] if args.templates else list_templates()
     info = machine_info()

@@ -50,7 +50,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
-from otxlite.fileio import atomic_path, write_json_atomic  # noqa: E402
+from otxlite.core.fileio import atomic_path, write_json_atomic  # noqa: E402
 from real_photos import make_real_photo_dataset  # noqa: E402
 
 DEFAULT_OUTPUT = REPO / "benchmarks" / "learning.json"
@@ -133,9 +133,9 @@ def plain_config(template: str, data: Path, work_dir: Path, epochs: int, batch: 
     file."""
     from mmengine.config import Config
 
-    from otxlite.engine.config import drop_pretrained, load_model_config
-    from otxlite.engine.recipes import RTMDET
-    from otxlite.templates import load_template
+    from otxlite.training.config import drop_pretrained, load_model_config
+    from otxlite.training.recipes import RTMDET
+    from otxlite.core.templates import load_template
 
     chosen = load_template(template)
     model, imports = load_model_config(chosen, len(labels))
@@ -256,8 +256,8 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     args = parser.parse_args()
 
-    from otxlite.engine.config import training_schedule
-    from otxlite.templates import load_template
+    from otxlite.training.config import training_schedule
+    from otxlite.core.templates import load_template
 
     results: dict[str, Any] = {"template": args.template, "cpu": cpu_flags(), "cores": os.cpu_count(), "sets": {}}
     for name in args.sets:

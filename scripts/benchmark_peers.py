@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from otxlite.measure import spread, time_calls
+from otxlite.core.measure import spread, time_calls
 
 PEERS = ("yolo11n-seg", "yolov8s-seg")
 MAX_DETECTIONS = 100  # otxlite's templates keep at most 100 per image

@@ -27,8 +27,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from otxlite.fileio import write_json_atomic  # noqa: E402
-from otxlite.measure import cpu_model_and_flags, spread, time_calls  # noqa: E402
+from otxlite.core.fileio import write_json_atomic  # noqa: E402
+from otxlite.core.measure import cpu_model_and_flags, spread, time_calls  # noqa: E402
 
 
 def with_cap(weights: Path, cap: int, out: Path) -> Path:
@@ -47,7 +47,7 @@ def ir_latency(xml: Path, images: list[Path], repeats: int) -> dict[str, float]:
     import cv2
     import openvino as ov
 
-    from otxlite.inference.predictor import Predictor
+    from otxlite.runtime.predictor import Predictor
 
     predictor = Predictor(xml, hint="LATENCY")
     tensors = [predictor.preprocess(cv2.imread(str(path))) for path in images]
@@ -68,8 +68,8 @@ def main() -> int:
     parser.add_argument("--output", type=Path, default=REPO / "benchmarks" / "proposals.json")
     args = parser.parse_args()
 
-    from otxlite.evaluate import evaluate
-    from otxlite.export import export_openvino
+    from otxlite.app.evaluate import evaluate
+    from otxlite.app.export import export_openvino
 
     images = sorted(p for p in args.val_root.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
     cpu, flags = cpu_model_and_flags()

@@ -3,13 +3,13 @@ r"""Training speed and memory of otxlite versus the same config run through plai
 For each template, at its default input size and at a small one, one training epoch (validation
 off, random weights) is run twice, each in its own fresh Python process:
 
-* ``otxlite``: the full ``otxlite.engine.train.train()`` path (data preparation, config building,
+* ``otxlite``: the full ``otxlite.app.train.train()`` path (data preparation, config building,
   ``build_runner``, otxlite's hooks RunFolderHook/ResultsCsvHook/PlotsHook/ProgressHook, run folder),
   with ``--param`` overrides for ``num_iters=1``, the input size, batch size and workers. The only
   change: ``build_runner_config`` is called with ``val_ann=None``, so no validation runs.
 * ``plain``: the same Config (model, pipelines, batch size, workers, SGD, clipping, warmup, EMA,
   seed 0), minus everything otxlite: MMDetection's ``CocoDataset`` instead of ``QuietCocoDataset``,
-  no ``otxlite.engine.registry`` import, no otxlite hooks, mmengine's own ``CheckpointHook``
+  no ``otxlite.training.registry`` import, no otxlite hooks, mmengine's own ``CheckpointHook``
   (one checkpoint per epoch, as a plain MMDetection config has) instead of RunFolderHook, written to
   a ``.py`` file and run with ``Config.fromfile`` + ``Runner.from_cfg`` + ``runner.train()``.
   It reads otxlite's converted train COCO file, so both sides see the same annotations.
@@ -82,7 +82,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from otxlite.fileio import write_json_atomic  # noqa: E402
+from otxlite.core.fileio import write_json_atomic  # noqa: E402
 
 MARKER = "BENCHMARK_RESULT "
 TIMED_STAGES = ("before_train_iter", "after_train_iter", "after_train_epoch", "after_train", "after_run")
@@ -188,7 +188,7 @@ def _timing_hook(warmup: int) -> Any:
 
 
 def _run_otxlite(spec: dict[str, Any]) -> dict[str, Any]:
-    from otxlite.engine.train import train
+    from otxlite.app.train import train
 
     hook = _timing_hook(spec["warmup"])
     size = spec["input_size"]
@@ -263,7 +263,7 @@ def machine_info() -> dict[str, Any]:
 def prepare_dataset(root: Path, images: int, image_size: int) -> tuple[Path, Path, list[str]]:
     """The generated sample dataset and otxlite's converted train COCO file (for the plain side)."""
     from otxlite.data.prepare import prepare_training_data
-    from otxlite.sample_data import make_sample_dataset
+    from otxlite.data.sample_data import make_sample_dataset
 
     folder = root / f"sample_{images}x{image_size}"
     make_sample_dataset(folder / "dataset", num_train=images, num_val=2, size=image_size, seed=0)
@@ -274,15 +274,15 @@ def prepare_dataset(root: Path, images: int, image_size: int) -> tuple[Path, Pat
 def plain_config(template: Any, input_size: int, batch_size: int, workers: int, train_ann: Path,
                  labels: list[str], path: Path) -> Path:
     """otxlite's Config for this run with everything otxlite-specific taken out, as a config file."""
-    from otxlite.engine.config import build_runner_config
-    from otxlite.templates import apply_overrides
+    from otxlite.training.config import build_runner_config
+    from otxlite.core.templates import apply_overrides
 
     hyper_parameters = apply_overrides(template.hyper_parameters, [
         "learning_parameters.num_iters=1", f"data.input_size=[{input_size},{input_size}]",
         f"learning_parameters.batch_size={batch_size}", f"learning_parameters.num_workers={workers}"])
     cfg = build_runner_config(template, hyper_parameters, labels, train_ann, None, path.parent / "unused",
                               num_train_images=1, pretrained_start="random")  # no validation: the size sets nothing
-    imports = [name for name in cfg.custom_imports["imports"] if not name.startswith("otxlite.engine")]
+    imports = [name for name in cfg.custom_imports["imports"] if not name.startswith("otxlite.training")]
     cfg.custom_imports = dict(imports=imports, allow_failed_imports=False)
     cfg.train_dataloader.dataset.type = "CocoDataset"
     cfg.custom_hooks = [hook for hook in cfg.custom_hooks if hook["type"] != "BatchNormStatisticsHook"]
@@ -403,7 +403,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker:
         worker(json.loads(args.worker))
         return 0
-    from otxlite.templates import list_templates, load_template
+    from otxlite.core.templates import list_templates, load_template
 
     templates = [load_template(name) for name in args.templates] if args.templates else list_templates()
     info = machine_info()

@@ -50,9 +50,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from otxlite.errors import OtxliteError  # noqa: E402
-from otxlite.fileio import write_text_atomic  # noqa: E402
-from otxlite.templates import Template, list_templates, load_template  # noqa: E402
+from otxlite.core.errors import OtxliteError  # noqa: E402
+from otxlite.core.fileio import write_text_atomic  # noqa: E402
+from otxlite.core.templates import Template, list_templates, load_template  # noqa: E402
 
 NUM_CLASSES = 80  # COCO, so the numbers compare with published ones
 TOLERANCE = 0.01  # --check: relative difference allowed between stored and computed values
@@ -81,7 +81,7 @@ def build_model(template: Template, num_classes: int = NUM_CLASSES) -> Any:
     from mmengine.config import ConfigDict
     from mmengine.utils import import_modules_from_strings
 
-    from otxlite.engine.config import drop_pretrained, load_model_config
+    from otxlite.training.config import drop_pretrained, load_model_config
 
     model_cfg, imports = load_model_config(template, num_classes)
     drop_pretrained(model_cfg)

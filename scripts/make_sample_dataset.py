@@ -11,7 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from otxlite.sample_data import make_sample_dataset, summarize_sample_dataset  # noqa: E402
+from otxlite.data.sample_data import make_sample_dataset, summarize_sample_dataset  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -10,7 +10,7 @@ evaluation. Instances cut by a tile edge keep their visible part; slivers are dr
 * ``hubble``: stars and galaxies of the Hubble deep field (872x1000), 2x2 tiles, 3 train 1 val.
 * ``ihc``: cell nuclei in an immunohistochemistry stain (512x512), 2x2 tiles, 3 train 1 val.
 
-Layout written (COCO, as ``otxlite.sample_data``)::
+Layout written (COCO, as ``otxlite.data.sample_data``)::
 
     OUT/annotations/instances_{train,val}.json
     OUT/images/{train,val}/NAME_N.png
@@ -33,7 +33,7 @@ from pycocotools import mask as mask_utils
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from otxlite.fileio import atomic_path, write_text_atomic  # noqa: E402
+from otxlite.core.fileio import atomic_path, write_text_atomic  # noqa: E402
 
 MIN_PART_PIXELS = 20  # an instance cut by a tile edge keeps its part only if it has this many pixels
 

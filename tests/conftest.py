@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from otxlite.sample_data import make_sample_dataset
+from otxlite.data.sample_data import make_sample_dataset
 
 os.environ.setdefault("COLUMNS", "200")  # rich tables are not truncated in captured output
 
@@ -51,7 +51,7 @@ def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def trained_run(sample_dataset: Path, tmp_path_factory: pytest.TempPathFactory):
     """MaskRCNN-EfficientNetB2B trained from random weights for 6 epochs on the sample dataset."""
-    from otxlite.engine.train import train
+    from otxlite.app.train import train
 
     return train("MaskRCNN-EfficientNetB2B", sample_dataset, output=tmp_path_factory.mktemp("run"),
                  params=FAST_PARAMS + ["learning_parameters.num_iters=6"], pretrained=False)
@@ -60,7 +60,7 @@ def trained_run(sample_dataset: Path, tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture(scope="session")
 def exported_ir(trained_run, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The session's trained model exported to OpenVINO IR (FP32)."""
-    from otxlite.export import export_openvino
+    from otxlite.app.export import export_openvino
 
     return export_openvino(trained_run.weights, tmp_path_factory.mktemp("openvino"))
 
@@ -68,7 +68,7 @@ def exported_ir(trained_run, tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def half_precision_ir(trained_run, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The session's trained model exported to OpenVINO IR with FP16 weights."""
-    from otxlite.export import export_openvino
+    from otxlite.app.export import export_openvino
 
     return export_openvino(trained_run.weights, tmp_path_factory.mktemp("openvino_fp16"), half_precision=True)
 
@@ -98,7 +98,7 @@ def coins_val(coins: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def coins_run(coins: Path, tmp_path_factory: pytest.TempPathFactory):
     """MaskRCNN-EfficientNetB2B trained from random weights for 30 iterations on the coins photo."""
-    from otxlite.engine.train import train
+    from otxlite.app.train import train
 
     return train("MaskRCNN-EfficientNetB2B", coins, output=tmp_path_factory.mktemp("coins_run"), pretrained=False,
                  params=["learning_parameters.num_iters=30", "learning_parameters.batch_size=2",
@@ -109,6 +109,6 @@ def coins_run(coins: Path, tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture(scope="session")
 def coins_ir(coins_run, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The coins model exported to OpenVINO IR (FP32)."""
-    from otxlite.export import export_openvino
+    from otxlite.app.export import export_openvino
 
     return export_openvino(coins_run.weights, tmp_path_factory.mktemp("coins_openvino"))

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from otxlite.fileio import write_text_atomic
+from otxlite.core.fileio import write_text_atomic
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "templates" / "instance_segmentation" / "maskrcnn_resnet18.yaml"
 
@@ -75,6 +75,14 @@ def test_out_of_range_hyper_parameter(param: str, expected: str, tmp_path: Path)
     assert "Traceback" not in result.stderr and not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow  # the device check imports torch in a fresh process
+def test_mixed_precision_on_the_cpu_stops_before_the_run_folder(tmp_path: Path) -> None:
+    result = otxlite("train", "MaskRCNN-ResNet18", "--train-data-roots", str(tmp_path), "--device", "cpu",
+                     "--param", "learning_parameters.precision=fp16", "-o", str(tmp_path / "run"))
+    assert result.returncode == 2 and "mixed precision needs a CUDA GPU" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "run").exists()
+
+
 def test_template_with_out_of_range_default(tmp_path: Path) -> None:
     path = tmp_path / "t.yaml"
     path.write_text(TEMPLATE.read_text().replace("confidence_threshold: 0.35", "confidence_threshold: 3.5")
@@ -88,8 +96,8 @@ def test_failed_write_names_the_path_and_leaves_nothing(tmp_path: Path) -> None:
     old file under its name, leaves no temporary file, and says which path could not be written."""
     target = tmp_path / "weights.json"
     write_text_atomic(target, "old")
-    code = ("import resource, signal, sys; from otxlite.fileio import write_text_atomic; "
-            "from otxlite.errors import OtxliteError; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
+    code = ("import resource, signal, sys; from otxlite.core.fileio import write_text_atomic; "
+            "from otxlite.core.errors import OtxliteError; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
             "resource.setrlimit(resource.RLIMIT_FSIZE, (1000, 1000))\n"
             "try:\n    write_text_atomic(sys.argv[1], 'x' * 5000)\n"
             "except OtxliteError as err:\n    print(err)\n    sys.exit(2)")
@@ -142,8 +150,8 @@ def test_ir_that_cannot_be_written_names_its_path(tmp_path: Path) -> None:
     import openvino as ov
     import openvino.opset13 as ops
 
-    from otxlite.errors import OtxliteError
-    from otxlite.fileio import save_ir_atomic
+    from otxlite.core.errors import OtxliteError
+    from otxlite.core.fileio import save_ir_atomic
 
     x = ops.parameter([1, 3], np.float32)
     model = ov.Model([ops.result(ops.relu(x))], [x], "tiny")

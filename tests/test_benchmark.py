@@ -50,7 +50,7 @@ def test_spread_model_parts_and_machine(bench) -> None:
     assert bench._model_part("/backbone/layer1/layer1.0/conv1/Conv") == "backbone"
     assert bench._model_part("/mask_head/convs.0/conv/Conv") == "mask_head"
     assert bench._model_part("Gather_50___") == bench._model_part("/Concat_3/x") == "other"
-    from otxlite.measure import ISA_FLAGS
+    from otxlite.core.measure import ISA_FLAGS
 
     name, flags = bench.cpu_model_and_flags()
     assert name and set(flags) == set(ISA_FLAGS)

@@ -23,8 +23,8 @@ def bench():
 def test_plain_config_is_otxlite_config_without_otxlite(bench, tmp_path: Path) -> None:
     from mmengine.config import Config
 
-    from otxlite.engine.config import build_runner_config
-    from otxlite.templates import apply_overrides, load_template
+    from otxlite.training.config import build_runner_config
+    from otxlite.core.templates import apply_overrides, load_template
 
     template = load_template("MaskRCNN-ConvNeXt")  # the one template with a custom import of its own
     path = bench.plain_config(template, 128, 2, 0, tmp_path / "train.json", ["a", "b"], tmp_path / "plain.py")

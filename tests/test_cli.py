@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from otxlite import __version__
-from otxlite.templates import list_templates
+from otxlite.core.templates import list_templates
 
 HELP_BUDGET_S = 1.0  # DESIGN.md / issue 2: `otxlite --help` returns in under 1 second
 LOAD_SLACK_S = 2.0  # extra allowance on a loaded test machine
@@ -111,7 +111,7 @@ TERMINAL_LAYOUTS = {200: (True, True), 80: (True, False), 40: (False, True)}
 def test_find_keeps_names_whole_at_any_width(width):
     from rich.console import Console
 
-    from otxlite.find import print_templates
+    from otxlite.app.find import print_templates
 
     console = Console(force_terminal=True, width=width, color_system=None, record=True)
     print_templates(list_templates(), console)
@@ -152,6 +152,16 @@ def test_train_missing_data_folder(tmp_path):
     result = otxlite("train", "MaskRCNN-EfficientNetB2B", "--train-data-roots", str(missing),
                      "-o", str(tmp_path / "run"), cwd=tmp_path)
     assert_user_error(result, "--train-data-roots", str(missing), "does not exist")
+
+
+@pytest.mark.slow  # a fresh process imports torch for the device check
+def test_train_resume_from_a_missing_checkpoint(tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "a.json").write_text("{}")
+    result = otxlite("train", "MaskRCNN-ResNet18", "--train-data-roots", str(tmp_path / "data"),
+                     "--resume-from", str(tmp_path / "gone" / "last.pth"), cwd=tmp_path)
+    assert_user_error(result, "--resume-from", "last.pth: the file does not exist")
+    assert not (tmp_path / "gone").exists()
 
 
 def test_eval_missing_weights(tmp_path):

@@ -27,8 +27,8 @@ from dataset_formats import (
 from otxlite.data.formats import FORMATS, detect_format, import_dataset
 from otxlite.data.prepare import prepare_training_data
 from otxlite.data.split import pick_validation_subset, split_train_val
-from otxlite.errors import OtxliteError
-from otxlite.sample_data import make_sample_dataset
+from otxlite.core.errors import OtxliteError
+from otxlite.data.sample_data import make_sample_dataset
 
 # Datumaro logs a warning per undeclared attribute while exporting.
 logging.getLogger("root").setLevel(logging.ERROR)
@@ -396,7 +396,7 @@ def test_one_epoch_of_training_per_format(fmt: str, sample: Path, reference, tmp
     from conftest import FAST_PARAMS
 
     from otxlite.data.labels import load_label_schema
-    from otxlite.engine.train import train
+    from otxlite.app.train import train
 
     write, _ = WRITERS[fmt]
     root = write(load_coco(sample), tmp_path / fmt)

@@ -20,9 +20,9 @@ import numpy as np
 import pytest
 import torch
 
-from otxlite.engine.device import CudaProbe, DeviceChoice, choose_device, cuda_settings, probe_cuda, use_device
-from otxlite.errors import OtxliteError
-from otxlite.templates import apply_overrides, load_template
+from otxlite.training.device import CudaProbe, DeviceChoice, choose_device, cuda_settings, probe_cuda, use_device
+from otxlite.core.errors import OtxliteError
+from otxlite.core.templates import apply_overrides, load_template
 
 NO_GPU = CudaProbe(gpus=0, torch_cuda="13.0", mmcv_cuda=None)
 CPU_TORCH = CudaProbe(gpus=0, torch_cuda=None, mmcv_cuda=None)
@@ -115,7 +115,7 @@ def test_usable_gpu_is_left_visible(monkeypatch, capsys) -> None:
 
 def test_cpu_needs_no_probe(monkeypatch) -> None:
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-    monkeypatch.setattr("otxlite.engine.device.probe_cuda", lambda **_: pytest.fail("--device cpu probed CUDA"))
+    monkeypatch.setattr("otxlite.training.device.probe_cuda", lambda **_: pytest.fail("--device cpu probed CUDA"))
     assert use_device("cpu") == "cpu"
     assert os.environ["CUDA_VISIBLE_DEVICES"] == ""
 
@@ -123,7 +123,7 @@ def test_cpu_needs_no_probe(monkeypatch) -> None:
 def test_mmcv_build_that_crashes_when_asked_its_cuda_version_is_named(monkeypatch) -> None:
     """The version is asked in a child process: a crashing build (a segfault, as one built with the wrong
     compiler did on an H100) gives a warning that names the crash and the fix, and the trainer lives on."""
-    import otxlite.engine.device as device
+    import otxlite.training.device as device
 
     monkeypatch.setattr(device, "_VERSION_CHECK", "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)")
     monkeypatch.setattr(torch.version, "cuda", "13.0")
@@ -156,7 +156,7 @@ def test_real_probe_reads_mmcv_and_torch() -> None:
 
 @pytest.mark.slow  # a fresh process imports the OpenMMLab stack
 def test_op_check_reports_the_error_of_its_child_process() -> None:
-    from otxlite.engine.device import cuda_op_error
+    from otxlite.training.device import cuda_op_error
 
     error = cuda_op_error()  # mmcv's NMS and RoIAlign on the GPU, in a child process
     if torch.cuda.is_available() and probe_cuda(run_op=False).mmcv_cuda:
@@ -259,10 +259,10 @@ def test_mmengine_builds_the_amp_wrapper_otxlite_configures(monkeypatch) -> None
 
 @pytest.mark.parametrize("cuda", [False, True])
 def test_runner_config_on_each_device(cuda: bool, monkeypatch, tmp_path: Path) -> None:
-    from otxlite.engine.config import build_runner_config
+    from otxlite.training.config import build_runner_config
 
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-    monkeypatch.setattr("otxlite.engine.config._cuda_available", lambda: cuda)
+    monkeypatch.setattr("otxlite.training.config._cuda_available", lambda: cuda)
     template = load_template("MaskRCNN-EfficientNetB2B")
     cfg = build_runner_config(template, template.hyper_parameters, ["a"], tmp_path / "t.json", tmp_path / "v.json",
                               tmp_path, num_train_images=8)
@@ -339,10 +339,10 @@ def test_gpu_trained_weights_export_predict_and_evaluate_on_the_cpu(trained_run,
     """export (and so optimize, predict and serve, which take its IR) and eval of a weights.pth whose
     tensors were on a GPU give what the same weights give from the CPU."""
     from otxlite.core.artifacts import load_weights
-    from otxlite.engine.evaluate import evaluate_weights
-    from otxlite.export import export_openvino
-    from otxlite.inference.images import read_image
-    from otxlite.inference.predictor import Predictor
+    from otxlite.training.evaluate import evaluate_weights
+    from otxlite.app.export import export_openvino
+    from otxlite.runtime.images import read_image
+    from otxlite.runtime.predictor import Predictor
 
     gpu_weights = save_as_on_gpu(load_weights(trained_run.weights), tmp_path / "weights.pth")
     xml = export_openvino(gpu_weights, tmp_path / "openvino")
@@ -352,7 +352,7 @@ def test_gpu_trained_weights_export_predict_and_evaluate_on_the_cpu(trained_run,
     np.testing.assert_allclose(ours.scores, reference.scores, atol=1e-4)
     np.testing.assert_allclose(ours.boxes, reference.boxes, atol=1e-2)
 
-    from otxlite.sample_data import make_sample_dataset
+    from otxlite.data.sample_data import make_sample_dataset
 
     data = make_sample_dataset(tmp_path / "data", num_train=2, num_val=2, size=128)
     gpu_metrics, _ = evaluate_weights(gpu_weights, data, tmp_path / "eval_gpu")

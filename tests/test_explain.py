@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from otxlite.inference.saliency import class_saliency, overlay
+from otxlite.runtime.saliency import class_saliency, overlay
 
 
 def test_saliency_is_the_maximum_of_score_times_mask_per_class() -> None:

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from conftest import FAST_PARAMS
-from otxlite.errors import OtxliteError
-from otxlite.export import export_openvino
+from otxlite.core.errors import OtxliteError
+from otxlite.app.export import export_openvino
 from otxlite.export.onnx_shim import torchscript_onnx_export
 
 LABELS = ["disc", "star", "ring"]
@@ -27,7 +27,7 @@ F32 = {"INFERENCE_PRECISION_HINT": "f32"}  # CPUs with bf16 units otherwise run 
 
 @pytest.fixture(scope="module")
 def solov2_ir(tiny_dataset, tmp_path_factory) -> Path:
-    from otxlite.engine.train import train
+    from otxlite.app.train import train
 
     run = train("SOLOv2", tiny_dataset, output=tmp_path_factory.mktemp("solo"), pretrained=False,
                 params=[p for p in FAST_PARAMS if not p.startswith("data.input_size")]

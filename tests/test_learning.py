@@ -10,10 +10,10 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from otxlite.engine.batchnorm import recompute_batchnorm_statistics, updating_batchnorms
-from otxlite.engine.config import MIN_PATIENCE_ITERS, build_runner_config, training_schedule
-from otxlite.engine.pretrained import COCO, IMAGENET, RANDOM, choose_pretrained_start
-from otxlite.templates import apply_overrides, load_template
+from otxlite.training.batchnorm import recompute_batchnorm_statistics, updating_batchnorms
+from otxlite.training.config import MIN_PATIENCE_ITERS, build_runner_config, training_schedule
+from otxlite.training.pretrained import COCO, IMAGENET, RANDOM, choose_pretrained_start
+from otxlite.core.templates import apply_overrides, load_template
 
 
 class TinyDetector(torch.nn.Module):
@@ -83,7 +83,7 @@ def test_runner_config_applies_the_schedule(tmp_path: Path) -> None:
 
 
 def test_lazy_early_stopping_ignores_early_validations() -> None:
-    from otxlite.engine.hooks import LazyEarlyStoppingHook
+    from otxlite.training.hooks import LazyEarlyStoppingHook
 
     hook = LazyEarlyStoppingHook(begin=3, monitor="coco/mask_mAP", rule="greater", min_delta=1e-4, patience=2)
     runner = SimpleNamespace(epoch=1, train_loop=SimpleNamespace(stop_training=False), logger=SimpleNamespace(info=print))
@@ -97,7 +97,7 @@ def test_lazy_early_stopping_ignores_early_validations() -> None:
 
 
 def test_ties_keep_the_later_epoch(tmp_path: Path) -> None:
-    from otxlite.engine.hooks import RunFolderHook
+    from otxlite.training.hooks import RunFolderHook
 
     hook = RunFolderHook(str(tmp_path), ["a"], "id", 0.3, False)
     saved = []
@@ -159,7 +159,7 @@ def test_model_trained_on_a_real_photo_detects_in_eval_mode(coins_run, coins_val
     """From random weights, 30 iterations on a photo of coins (MaskRCNN-EfficientNetB2B, BN momentum 0.01):
     the saved model, in eval mode, finds the held-out coins. Without the BN statistics recomputed for the
     final weights it detects nothing at all (measured: 0 detections, mask mAP 0.000)."""
-    from otxlite.evaluate import evaluate
+    from otxlite.app.evaluate import evaluate
 
     report, _ = evaluate(coins_run.weights, coins_val, tmp_path / "eval")
     assert report["num_images"] == 1

@@ -1,4 +1,4 @@
-"""The evaluation report (otxlite/model_report.py) on a hand-made set whose every error is known."""
+"""The evaluation report (otxlite/report/model_report.py) on a hand-made set whose every error is known."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from otxlite.core.coco_metrics import ImageDetections, encode_masks
-from otxlite.model_report import evaluate_and_report
+from otxlite.report.model_report import evaluate_and_report
 
 LABELS = ["cat", "dog"]
 SIZE = 64
@@ -108,7 +108,7 @@ def test_report_images_and_page(known_set, tmp_path: Path) -> None:
 def test_training_reports_only_the_validations_whose_model_is_kept(known_set, tmp_path: Path) -> None:
     """During training the metric writes report/ when the mask mAP is the best so far (ties: the later), the
     rule RunFolderHook keeps weights.pth by, so the report always describes the saved model."""
-    from otxlite.engine.metrics import InstanceSegMetric
+    from otxlite.training.metrics import InstanceSegMetric
 
     ann_file, good = known_set
     poor = [ImageDetections(p.image_id, p.boxes[:0], p.scores[:0], p.labels[:0], []) for p in good]

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from otxlite.evaluate import evaluate
+from otxlite.app.evaluate import evaluate
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -39,7 +39,7 @@ def test_ir_detections_match_pytorch(pytorch_detector, exported_ir: Path, sample
     feature extractor against mmcv's), the confident ones do not."""
     from mmdet.apis import inference_detector
 
-    from otxlite.inference.predictor import Predictor
+    from otxlite.runtime.predictor import Predictor
 
     model, threshold = pytorch_detector
     predictor = Predictor(exported_ir)
@@ -67,7 +67,7 @@ def test_ir_and_half_precision_mask_map_match_pytorch(coins_run, coins_ir: Path,
                                                       tmp_path: Path) -> None:
     """On a model that learned (the coins photo), the FP32 IR's mask mAP is the PyTorch model's within 0.01,
     the FP16 IR's within 0.02 (a model that detects almost nothing would make any difference look like noise)."""
-    from otxlite.export import export_openvino
+    from otxlite.app.export import export_openvino
 
     half_precision_ir = export_openvino(coins_run.weights, tmp_path / "fp16", half_precision=True)
     pytorch, _ = evaluate(coins_run.weights, coins_val, tmp_path / "torch")

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
-from otxlite.inference.polygons import mask_to_polygons
+from otxlite.runtime.polygons import mask_to_polygons
 
 
 def otxlite(*args: str) -> subprocess.CompletedProcess:

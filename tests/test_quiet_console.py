@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from otxlite.console import prints_to_log
-from otxlite.sample_data import make_sample_dataset
+from otxlite.core.console import prints_to_log
+from otxlite.data.sample_data import make_sample_dataset
 
 NOISE = ("Loads checkpoint by", "No CUDA runtime is found", "- mmengine - ", "shape_type_inference")
 
@@ -25,7 +25,7 @@ def _env(cuda_home: Path) -> dict[str, str]:
 
 @pytest.mark.slow  # a fresh process imports the OpenMMLab stack
 def test_cuda_home_warning_only_with_verbose(tmp_path: Path) -> None:
-    code = ("import sys; from otxlite.console import set_verbose; set_verbose(sys.argv[1] == 'verbose'); "
+    code = ("import sys; from otxlite.core.console import set_verbose; set_verbose(sys.argv[1] == 'verbose'); "
             "import torch.utils.cpp_extension")
     runs = {mode: subprocess.run([sys.executable, "-c", code, mode], capture_output=True, text=True, timeout=120,
                                  env=_env(tmp_path / "cuda")) for mode in ("quiet", "verbose")}
@@ -46,7 +46,7 @@ def test_eval_output_is_otxlites_own(tmp_path: Path) -> None:
     """mmengine's "Loads checkpoint by local backend" goes to the run's log file, not the console."""
     from conftest import FAST_PARAMS
 
-    from otxlite.engine.train import train
+    from otxlite.app.train import train
 
     data = make_sample_dataset(tmp_path / "data", num_train=4, num_val=2, size=64, seed=0)
     run = train("MaskRCNN-ResNet18", data, output=tmp_path / "run", pretrained=False,

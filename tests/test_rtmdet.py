@@ -10,9 +10,9 @@ import cv2
 import numpy as np
 import pytest
 
-from otxlite.engine.recipes import MOSAIC_MIN_IMAGES, stage2_epochs
-from otxlite.evaluate import evaluate
-from otxlite.templates import load_template
+from otxlite.training.recipes import MOSAIC_MIN_IMAGES, stage2_epochs
+from otxlite.app.evaluate import evaluate
+from otxlite.core.templates import load_template
 from test_parity import box_iou
 from test_serve import b64, encode, serving
 
@@ -25,8 +25,8 @@ def test_rtmdet_recipe(tmp_path: Path) -> None:
     """From 100 images on: mosaic and mix-up, then the deployment resize for the last epochs; fewer: the plain
     resize with colour jitter throughout (data.augmentation forces either). AdamW without decay on norms and
     biases; warmup, the base rate, then a cosine decay over the second half; evaluation on a plain resize."""
-    from otxlite.engine.config import build_runner_config
-    from otxlite.templates import apply_overrides
+    from otxlite.training.config import build_runner_config
+    from otxlite.core.templates import apply_overrides
 
     template = load_template("RTMDet-Ins-tiny")
 
@@ -99,7 +99,7 @@ def test_masks_of_a_non_square_image_have_its_shape() -> None:
 @pytest.fixture(scope="module")
 def rtmdet_run(coins: Path, tmp_path_factory: pytest.TempPathFactory):
     """RTMDet-Ins-tiny trained from random weights on the coins photo (60 epochs at 256 px)."""
-    from otxlite.engine.train import train
+    from otxlite.app.train import train
 
     return train("RTMDet-Ins-tiny", coins, output=tmp_path_factory.mktemp("rtmdet_run"), pretrained=False,
                  params=COINS_PARAMS)
@@ -107,7 +107,7 @@ def rtmdet_run(coins: Path, tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture(scope="module")
 def rtmdet_ir(rtmdet_run, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from otxlite.export import export_openvino
+    from otxlite.app.export import export_openvino
 
     return export_openvino(rtmdet_run.weights, tmp_path_factory.mktemp("rtmdet_ir"))
 
@@ -133,8 +133,8 @@ def test_the_ir_keeps_mask_logits_at_stride_8_beside_the_boxes(rtmdet_ir: Path, 
 def test_ir_matches_pytorch_on_a_model_that_learned(rtmdet_run, rtmdet_ir: Path, coins_val: Path,
                                                    tmp_path: Path) -> None:
     """Mask mAP within 0.01, and every confident PyTorch detection has an IR one of box IoU >= 0.95."""
-    from otxlite.engine.inference import pytorch_detector
-    from otxlite.inference.predictor import Predictor
+    from otxlite.training.inference import pytorch_detector
+    from otxlite.runtime.predictor import Predictor
 
     pytorch, _ = evaluate(rtmdet_run.weights, coins_val, tmp_path / "torch")
     ir, _ = evaluate(rtmdet_ir, coins_val, tmp_path / "ir")
@@ -160,8 +160,8 @@ def _box_of(mask: np.ndarray) -> tuple[int, int, int, int]:
 def test_int8_predict_and_serve(rtmdet_ir: Path, coins: Path, coins_val: Path, tmp_path: Path) -> None:
     """optimize keeps INT8 within 0.01 mask mAP of FP32 on the learned model; predict and serve answer with
     masks from the INT8 IR."""
-    from otxlite.optimize import optimize
-    from otxlite.predict import predict
+    from otxlite.app.optimize import optimize
+    from otxlite.app.predict import predict
 
     result = optimize(rtmdet_ir, coins, val_root=coins_val, output=tmp_path / "int8")
     fp32, _ = evaluate(rtmdet_ir, coins_val, tmp_path / "fp32_eval")

@@ -516,10 +516,10 @@ def test_round_trip_on_the_trained_model_matches_predict(exported_ir, sample_ima
     """``/score`` answers exactly what the predictor + AzureML schema give for the same images (otxlite predict)."""
     from pydantic import TypeAdapter
 
-    from otxlite.inference.images import read_image
-    from otxlite.inference.predictor import Predictor
-    from otxlite.inference.saliency import class_saliency
-    from otxlite.inference.schema import to_azureml
+    from otxlite.runtime.images import read_image
+    from otxlite.runtime.predictor import Predictor
+    from otxlite.runtime.saliency import class_saliency
+    from otxlite.runtime.schema import to_azureml
     from otxlite.serve.schemas import ImagePrediction
 
     images = sample_images[:4]

@@ -1,4 +1,4 @@
-"""Tests for template loading, validation and ``--param`` overrides (otxlite/templates.py), the shipped
+"""Tests for template loading, validation and ``--param`` overrides (otxlite/core/templates.py), the shipped
 templates and their model configs, and scripts/compute_model_stats.py's template rewriting."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from otxlite.errors import OtxliteError
-from otxlite.templates import apply_overrides, list_templates, load_template, template_paths
+from otxlite.core.errors import OtxliteError
+from otxlite.core.templates import apply_overrides, list_templates, load_template, template_paths
 
 ROOT = Path(__file__).resolve().parents[1]
 STATS_SCRIPT = ROOT / "scripts" / "compute_model_stats.py"
@@ -54,7 +54,7 @@ def test_template_config_loads_and_model_builds(path):
     from mmengine.config import Config, ConfigDict
     from mmengine.utils import import_modules_from_strings
 
-    from otxlite.engine.config import drop_pretrained, load_model_config, pretrained_checkpoints
+    from otxlite.training.config import drop_pretrained, load_model_config, pretrained_checkpoints
 
     template = load_template(str(path))
     assert template.task_type == "INSTANCE_SEGMENTATION"
@@ -278,7 +278,7 @@ def test_a_built_wheel_carries_the_templates_and_their_configs(tmp_path: Path) -
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
                     str(tmp_path / "dist"), str(source)], check=True, capture_output=True, timeout=300)
     zipfile.ZipFile(next((tmp_path / "dist").glob("otxlite-*.whl"))).extractall(tmp_path / "site")
-    check = ("import json, otxlite; from otxlite.templates import list_templates; ts = list_templates(); "
+    check = ("import json, otxlite; from otxlite.core.templates import list_templates; ts = list_templates(); "
              "print(json.dumps([otxlite.__file__, sorted(t.name for t in ts if t.model_config.is_file())]))")
     result = subprocess.run([sys.executable, "-c", check], env={"PYTHONPATH": str(tmp_path / "site")},
                             cwd=tmp_path, capture_output=True, text=True, timeout=120)
@@ -291,8 +291,8 @@ def test_a_built_wheel_carries_the_templates_and_their_configs(tmp_path: Path) -
 def test_optimize_takes_unset_options_from_the_models_template(tmp_path, monkeypatch):
     """`otxlite optimize` reads the template's optimization block (by the template id in the IR); a partial
     block is completed with the defaults, and a model of an unknown template gets the defaults."""
-    import otxlite.templates as templates
-    from otxlite.templates import load_template_file, optimization_settings
+    import otxlite.core.templates as templates
+    from otxlite.core.templates import load_template_file, optimization_settings
 
     hyper = yaml.safe_load((ROOT / "templates/instance_segmentation/maskrcnn_efficientnetb2b.yaml").read_text())
     hyper = hyper["hyper_parameters"]

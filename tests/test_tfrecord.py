@@ -10,7 +10,7 @@ import pytest
 from tfrecord_writer import crc32c, encode_example, masked_crc, write_tfrecord
 
 from otxlite.data.tfrecord import masked_crc32c, parse_example, read_records
-from otxlite.errors import OtxliteError
+from otxlite.core.errors import OtxliteError
 
 
 def test_crc32c_check_value_and_mask() -> None:

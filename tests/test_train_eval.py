@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from conftest import FAST_PARAMS
-from otxlite.engine.train import train
+from otxlite.app.train import train
 
 PERFORMANCE_KEYS = {"mask_mAP", "mask_mAP_50", "bbox_mAP", "bbox_mAP_50", "f_measure", "confidence_threshold",
                     "num_images", "model", "per_class"}
@@ -95,7 +95,7 @@ def test_eval_cli_writes_performance(trained_run, sample_dataset: Path, tmp_path
 
 
 def test_eval_rejects_unknown_label(trained_run, tmp_path: Path) -> None:
-    from otxlite.sample_data import make_sample_dataset
+    from otxlite.data.sample_data import make_sample_dataset
 
     data = make_sample_dataset(tmp_path / "data", num_train=2, num_val=1, size=96)
     for file in (data / "annotations").glob("*.json"):
@@ -135,7 +135,7 @@ def test_sigterm_leaves_loadable_last_checkpoint(tiny_dataset: Path, tmp_path: P
     _, stderr = process.communicate(timeout=120)
     assert process.returncode != 0
     assert "--resume-from" in stderr and "Traceback" not in stderr
-    from otxlite.engine.checkpoint import trusted_mmengine_checkpoints
+    from otxlite.training.checkpoint import trusted_mmengine_checkpoints
 
     with trusted_mmengine_checkpoints():
         checkpoint = torch.load(last, map_location="cpu", weights_only=True)
@@ -152,7 +152,7 @@ def test_every_template_trains_one_epoch_and_evaluates(template: str, tiny_datas
     rows = read_csv(result.run_dir / "results.csv")
     assert len(rows) == 1 and float(rows[0]["loss"]) == pytest.approx(float(rows[0]["loss"]))  # finite (not NaN)
     assert float("inf") > float(rows[0]["loss"]) > 0
-    from otxlite.evaluate import evaluate
+    from otxlite.app.evaluate import evaluate
 
     report, path = evaluate(result.weights, tiny_dataset, tmp_path / "eval")
     assert path.is_file() and 0.0 <= report["mask_mAP"] <= 1.0
@@ -183,8 +183,8 @@ def test_load_weights_from_plain_mmdetection_checkpoint(tiny_dataset: Path, tmp_
     from mmdet.utils import register_all_modules
     from mmengine.config import ConfigDict
 
-    from otxlite.engine.config import drop_pretrained, load_model_config
-    from otxlite.templates import load_template
+    from otxlite.training.config import drop_pretrained, load_model_config
+    from otxlite.core.templates import load_template
 
     register_all_modules()
     model_cfg, _ = load_model_config(load_template("MaskRCNN-ResNet18"), num_classes=80)

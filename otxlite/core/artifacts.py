@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from otxlite import __version__
-from otxlite.errors import OtxliteError
-from otxlite.fileio import atomic_path
+from otxlite.core.errors import OtxliteError
+from otxlite.core.fileio import atomic_path
 
 WEIGHTS_FORMAT = 2
 MASK_THRESHOLD = 0.5  # MMDetection's mask_thr_binary / mask_thr of both model families
@@ -75,7 +75,8 @@ def load_weights(path: Path) -> dict[str, Any]:
     except Exception as err:  # torch raises several types for corrupt or foreign files
         raise OtxliteError(
             f"--load-weights {path}: this is not a readable PyTorch checkpoint (corrupt, truncated or another "
-            f"format; {type(err).__name__}: {err}). Use the models/weights.pth of an otxlite training run."
+            f"format; {type(err).__name__}: {str(err).splitlines()[0][:160]}). Use the models/weights.pth of an "
+            "otxlite training run."
         ) from err
     if not isinstance(payload, dict) or "otxlite_format" not in payload:
         raise OtxliteError(f"--load-weights {path}: this is not an otxlite weights.pth (no otxlite metadata). "
@@ -89,11 +90,18 @@ def load_weights(path: Path) -> dict[str, Any]:
     return payload
 
 
+MOVED_MODULES = {"otxlite.engine.registry": "otxlite.training.registry"}  # in weights.pth files of older otxlite
+
+
 def weights_config(payload: dict[str, Any]) -> Any:
-    """The mmengine Config stored in a loaded ``weights.pth``."""
+    """The mmengine Config stored in a loaded ``weights.pth`` (its ``custom_imports`` under today's names)."""
     from mmengine.config import Config
 
-    return Config(payload["config"])
+    config = Config(payload["config"])
+    if "custom_imports" in config:
+        imports = config.custom_imports.get("imports", [])
+        config.custom_imports["imports"] = [MOVED_MODULES.get(name, name) for name in imports]
+    return config
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from typing import Any
 
 from otxlite.data.convert import read_image_size
 from otxlite.data.split import subset_from_file_name
-from otxlite.errors import OtxliteError
+from otxlite.core.errors import OtxliteError
 
 REQUIRED_KEYS = ("image_url", "label")
 _DATASTORE_PREFIX = re.compile(r"^(?:azureml://.*?/paths/|amldatastore://)", re.IGNORECASE)

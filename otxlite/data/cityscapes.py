@@ -22,7 +22,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from otxlite.errors import OtxliteError
+from otxlite.core.errors import OtxliteError
 
 INSTANCE_SUFFIX = "_gtFine_instanceIds.png"
 IMAGE_SUFFIX = "_leftImg8bit"

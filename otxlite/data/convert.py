@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from otxlite.errors import OtxliteError
+from otxlite.core.errors import OtxliteError
 
 
 @dataclass

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from otxlite.errors import OtxliteError
+from otxlite.core.errors import OtxliteError
 
 # otxlite's names for the instance-segmentation formats it accepts -> the importer that reads them:
 # a Datumaro importer name, or otxlite's own module where Datumaro lacks the format.

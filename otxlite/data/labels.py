@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from otxlite.errors import OtxliteError
-from otxlite.fileio import write_json_atomic
+from otxlite.core.errors import OtxliteError
+from otxlite.core.fileio import write_json_atomic
 
 SCHEMA_FILE = "label_schema.json"
 

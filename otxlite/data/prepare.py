@@ -10,8 +10,8 @@ from otxlite.data.convert import ConversionStats, items_to_coco
 from otxlite.data.formats import ImportedDataset, import_dataset
 from otxlite.data.labels import check_known_labels
 from otxlite.data.split import label_set, pick_validation_subset, split_train_val
-from otxlite.errors import OtxliteError
-from otxlite.fileio import write_json_atomic
+from otxlite.core.errors import OtxliteError
+from otxlite.core.fileio import write_json_atomic
 
 
 @dataclass

@@ -29,8 +29,8 @@ import numpy as np
 from otxlite.data.convert import read_image_size
 from otxlite.data.split import subset_from_file_name
 from otxlite.data.tfrecord import FeatureValue, parse_example, read_records
-from otxlite.errors import OtxliteError
-from otxlite.fileio import atomic_path, cache_dir
+from otxlite.core.errors import OtxliteError
+from otxlite.core.fileio import atomic_path, cache_dir
 
 RECORD_PATTERNS = ("*.tfrecord", "*.tfrecords", "*.record", "*.tfrecord-*-of-*", "*.record-*-of-*")
 BOX_KEYS = tuple(f"image/object/bbox/{k}" for k in ("xmin", "ymin", "xmax", "ymax"))

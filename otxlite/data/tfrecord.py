@@ -19,7 +19,7 @@ from typing import BinaryIO, Iterator, Union
 import google_crc32c
 import numpy as np
 
-from otxlite.errors import OtxliteError
+from otxlite.core.errors import OtxliteError
 
 FeatureValue = Union[list[bytes], np.ndarray, list[int]]
 _MASK_DELTA = 0xA282EAD8

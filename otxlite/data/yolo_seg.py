@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from otxlite.data.convert import read_image_size
-from otxlite.errors import OtxliteError
+from otxlite.core.errors import OtxliteError
 
 SPLITS = {"train": "train", "val": "val", "valid": "val", "test": "test"}
 IMAGE_SUFFIXES = {".bmp", ".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".jpe", ".jfif"}

@@ -1,5 +1,2 @@
-"""PyTorch ``weights.pth`` -> OpenVINO IR with the post-processing inside and metadata in ``rt_info``."""
-
-from otxlite.export.exporter import export_openvino
-
-__all__ = ["export_openvino"]
+"""Making deployable models: mmdeploy ONNX -> OpenVINO IR with the post-processing inside, FP16 weights,
+and the accuracy control of NNCF's INT8 quantization. The verbs that drive them are in ``otxlite.app``."""

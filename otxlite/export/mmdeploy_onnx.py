@@ -27,9 +27,9 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from otxlite.console import is_verbose, prints_to_log
+from otxlite.core.console import is_verbose, prints_to_log
 from otxlite.core.artifacts import input_size_of
-from otxlite.errors import OtxliteError
+from otxlite.core.errors import OtxliteError
 from otxlite.export.onnx_shim import torchscript_onnx_export
 from otxlite.export.rpn_nms import level_aware_rpn_nms
 

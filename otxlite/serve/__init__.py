@@ -7,13 +7,13 @@ uvicorn, httpx and the standard library: never torch, mmcv or mmdet.
 
 Modules: ``settings`` (limits), ``schemas`` (request/response models = the OpenAPI document), ``guard`` (API key and
 body size, before a body is read), ``inputs`` (base64 / URL -> checked image bytes), ``fetch`` (URL download that
-refuses private addresses), ``engine`` (decode -> async inference -> AzureML entry, per image), ``service`` (model
-loading and whole requests), ``app`` (routes, error answers), ``server`` (uvicorn, SIGTERM), ``load`` (server process
-and load generator for ``scripts/load_test.py`` and the tests).
+refuses private addresses), ``scoring`` (decode -> async inference -> AzureML entry, per image), ``service`` (model
+loading and whole requests), ``app`` (routes, error answers), ``load_client`` (server
+process and load generator for ``scripts/load_test.py`` and the tests). The verb (uvicorn, SIGTERM) is
+``otxlite.app.serve``.
 """
 
 from otxlite.serve.app import create_app
-from otxlite.serve.server import serve
 from otxlite.serve.settings import ServeSettings
 
-__all__ = ["ServeSettings", "create_app", "serve"]
+__all__ = ["ServeSettings", "create_app"]

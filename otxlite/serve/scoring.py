@@ -23,9 +23,9 @@ from typing import Any, Callable, TypeVar
 import cv2
 import numpy as np
 
-from otxlite.inference.predictor import Predictor
-from otxlite.inference.saliency import class_saliency, saliency_pngs
-from otxlite.inference.schema import to_azureml
+from otxlite.runtime.predictor import Predictor
+from otxlite.runtime.saliency import class_saliency, saliency_pngs
+from otxlite.runtime.schema import to_azureml
 from otxlite.serve.errors import RequestError
 
 T = TypeVar("T")

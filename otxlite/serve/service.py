@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Iterable, Optional
 
-from otxlite.inference.predictor import Predictor
+from otxlite.runtime.predictor import Predictor
 from otxlite.serve.scoring import ScoringEngine
 from otxlite.serve.errors import RequestError
 from otxlite.serve.inputs import check_image_header, decode_base64, fetch_image, is_url

@@ -1,0 +1,276 @@
+"""The ``otxlite`` command line: one thin function per verb; the work happens in the functions they call.
+
+Heavy libraries (torch, mmdet, openvino) are imported inside the verbs, so ``otxlite --help`` is fast.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from otxlite import __version__
+from otxlite.core.console import console, err_console, set_verbose
+from otxlite.data.formats import FORMATS
+from otxlite.core.errors import OtxliteError, resource_problem
+
+app = typer.Typer(
+    name="otxlite",
+    help="Train, evaluate, export and quantize instance segmentation models for Intel CPUs.\n\n"
+    "Typical flow: otxlite find -> otxlite train -> otxlite eval -> otxlite export -> otxlite optimize -> "
+    "otxlite predict (or serve). To look closer: otxlite explain (saliency maps) and otxlite benchmark (every "
+    "form of a model on your data). Every verb writes into one run folder (-o) and prints where.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+
+Output = Annotated[Optional[Path], typer.Option("--output", "-o", help="Run folder (default: a new folder under otxlite-runs/).")]
+Verbose = Annotated[bool, typer.Option("--verbose", help="Show full tracebacks on errors, and the libraries' own log messages.")]
+DataFormat = Annotated[Optional[str], typer.Option("--data-format", help=f"Force a dataset format: {', '.join(FORMATS)} (default: detected).")]
+Device = Annotated[str, typer.Option("--device", help="auto (the GPU when mmcv's ops have CUDA kernels, else the CPU with a warning), cuda or cpu.")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"otxlite {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False,
+) -> None:
+    """otxlite: instance segmentation from YAML templates, for Intel CPUs."""
+
+
+@app.command()
+def find(verbose: Verbose = False) -> None:
+    """List the model templates: name, GFLOPs, size, input size, id and path (one plain line each when piped)."""
+    from otxlite.app.find import print_templates
+    from otxlite.core.templates import list_templates
+
+    print_templates(list_templates())
+
+
+@app.command()
+def train(
+    template: Annotated[str, typer.Argument(help="Template YAML path, id or name (see `otxlite find`).")],
+    train_data_roots: Annotated[Path, typer.Option("--train-data-roots", help="Training dataset folder.")],
+    val_data_roots: Annotated[Optional[Path], typer.Option("--val-data-roots", help="Validation dataset folder (default: the train folder's val subset, or an 80/20 split).")] = None,
+    output: Output = None,
+    param: Annotated[Optional[list[str]], typer.Option("--param", help="Override a hyper-parameter: KEY=VALUE, e.g. learning_parameters.num_iters=2 or data.input_size=[320,320]. Repeatable.")] = None,
+    load_weights: Annotated[Optional[Path], typer.Option("--load-weights", help="Start from an otxlite weights.pth or an MMDetection checkpoint.")] = None,
+    resume_from: Annotated[Optional[Path], typer.Option("--resume-from", help="Continue an interrupted run from its models/last.pth.")] = None,
+    no_pretrained: Annotated[bool, typer.Option("--no-pretrained", help="Do not download ImageNet backbone weights.")] = False,
+    data_format: DataFormat = None,
+    skip_bad_images: Annotated[bool, typer.Option("--skip-bad-images", help="Skip unreadable images instead of stopping.")] = False,
+    device: Device = "auto",
+    verbose: Verbose = False,
+) -> None:
+    """Train a template on a dataset; writes models/weights.pth, results.csv, plots/ and performance.json.
+
+    Example: otxlite train MaskRCNN-EfficientNetB2B --train-data-roots data/sample -o runs/effnet
+    """
+    from otxlite.app.train import train as run_training
+    from otxlite.cli.render import print_summary
+
+    result = run_training(template, train_data_roots, val_root=val_data_roots, output=output, params=param or [],
+                          load_weights=load_weights, resume_from=resume_from, pretrained=not no_pretrained,
+                          data_format=data_format, skip_bad_images=skip_bad_images, device=device)
+    if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 reports
+        return
+    print_summary("Training finished", result.performance, {
+        "weights": result.weights, "label schema": result.weights.parent / "label_schema.json",
+        "results": result.run_dir / "results.csv", "plots": result.run_dir / "plots",
+        "logs": result.run_dir / "logs", "config": result.run_dir / "config.py",
+        "performance": result.run_dir / "performance.json"})
+
+
+@app.command("eval")
+def evaluate(
+    load_weights: Annotated[Path, typer.Option("--load-weights", help="A trained model: weights.pth or openvino.xml.")],
+    test_data_roots: Annotated[Path, typer.Option("--test-data-roots", help="Test dataset folder.")],
+    output: Output = None,
+    data_format: DataFormat = None,
+    device: Device = "auto",
+    verbose: Verbose = False,
+) -> None:
+    """Measure a model: COCO mask/box mAP, F-measure, per-class mAP (performance.json) and report/report.html.
+
+    The report shows precision-recall and F1 curves, a confusion matrix, mAP by object size, COCO's error breakdown and the images with the most errors.
+
+    Example: otxlite eval --load-weights runs/effnet/models/weights.pth --test-data-roots data/my_coco -o runs/effnet/eval
+    """
+    from otxlite.app.evaluate import evaluate as run_evaluation
+    from otxlite.cli.render import print_summary
+
+    performance, out = run_evaluation(load_weights, test_data_roots, output, data_format, device)
+    print_summary("Evaluation finished", performance, {"performance": out, "report": out.parent / "report" / "report.html"})
+
+
+@app.command()
+def export(
+    load_weights: Annotated[Path, typer.Option("--load-weights", help="The weights.pth of a training run.")],
+    output: Output = None,
+    half_precision: Annotated[bool, typer.Option("--half-precision", help="Store weights as FP16 (half the size).")] = False,
+    verbose: Verbose = False,
+) -> None:
+    """Export a trained model to OpenVINO IR (openvino.xml/.bin + label_schema.json), post-processing included.
+
+    Example: otxlite export --load-weights runs/effnet/models/weights.pth -o runs/effnet/openvino
+    """
+    from otxlite.app.export import export
+    from otxlite.cli.render import print_summary
+
+    xml = export(load_weights, output, half_precision)
+    print_summary("Export finished", None, {"model": xml, "weights": xml.with_suffix(".bin"),
+                                             "label schema": xml.parent / "label_schema.json"})
+
+
+@app.command()
+def optimize(
+    load_weights: Annotated[Path, typer.Option("--load-weights", help="The FP32 openvino.xml from `otxlite export` (or a weights.pth, exported first).")],
+    train_data_roots: Annotated[Path, typer.Option("--train-data-roots", help="Images to calibrate on (the training data).")],
+    val_data_roots: Annotated[Optional[Path], typer.Option("--val-data-roots", help="Validation data: FP32 vs INT8 comparison and performance.json.")] = None,
+    output: Output = None,
+    subset_size: Annotated[Optional[int], typer.Option("--subset-size", min=1, help="Number of calibration images (default: the template's optimization.subset_size, 300).")] = None,
+    preset: Annotated[Optional[str], typer.Option("--preset", help="performance (symmetric) or mixed (asymmetric activations) (default: the template's, mixed).")] = None,
+    max_accuracy_drop: Annotated[Optional[float], typer.Option("--max-accuracy-drop", min=0.0, max=1.0, help="With --val-data-roots: the INT8 model's mask mAP (measured as `otxlite eval` does) stays within this absolute drop of the FP32 IR's; layers go back to FP32 until it does (default: the template's, 0.01).")] = None,
+    accept_accuracy_drop: Annotated[bool, typer.Option("--accept-accuracy-drop", help="Save the INT8 model even if the bound cannot be met (default: save nothing, exit non-zero).")] = False,
+    data_format: DataFormat = None,
+    verbose: Verbose = False,
+) -> None:
+    """Quantize an exported model to INT8 with NNCF (post-processing stays FP32); writes openvino.xml/.bin.
+
+    Example: otxlite optimize --load-weights runs/effnet/openvino/openvino.xml --train-data-roots data/my_coco -o runs/effnet/int8
+    """
+    from otxlite.app.optimize import optimize as run_optimization
+    from otxlite.cli.render import print_int8_comparison, print_summary
+
+    result = run_optimization(load_weights, train_data_roots, val_data_roots, output, subset_size, preset,
+                              max_accuracy_drop, data_format, accept_accuracy_drop)
+    if result.comparison:
+        print_int8_comparison(result.comparison)
+    print_summary("Optimization finished", None, {"model": result.xml, "weights": result.xml.with_suffix(".bin"),
+                                                   "performance": result.xml.parent / "performance.json"})
+
+
+@app.command()
+def predict(
+    load_weights: Annotated[Path, typer.Option("--load-weights", help="openvino.xml (or weights.pth, exported first).")],
+    input: Annotated[str, typer.Option("--input", "-i", help="An image, a folder of images, or a glob like 'photos/*.jpg'.")],
+    output: Output = None,
+    confidence_threshold: Annotated[Optional[float], typer.Option("--confidence-threshold", min=0.0, max=1.0, help="Keep detections scoring at least this (default: the model's own).")] = None,
+    max_polygon_points: Annotated[Optional[int], typer.Option("--max-polygon-points", min=3, help="Simplify each polygon to at most N points.")] = None,
+    explain: Annotated[bool, typer.Option("--explain", help="Also write saliency maps per class into saliency/ (as `otxlite explain`).")] = False,
+    verbose: Verbose = False,
+) -> None:
+    """Predict instance masks with OpenVINO; writes predictions.json (AzureML schema) and overlays/*.png.
+
+    Example: otxlite predict --load-weights runs/effnet/openvino/openvino.xml -i photos/ -o runs/effnet/pred
+    """
+    from otxlite.app.predict import predict as run_prediction
+    from otxlite.cli.render import print_summary
+
+    result = run_prediction(load_weights, input, output, confidence_threshold, max_polygon_points, explain)
+    console.print(f"{result.images} images, {result.detections} detections, {len(result.skipped)} files skipped")
+    outputs = {"predictions": result.predictions, "overlays": result.overlays}
+    print_summary("Prediction finished", None, outputs | ({"saliency maps": result.overlays.parent / "saliency"}
+                                                           if explain else {}))
+
+
+@app.command()
+def benchmark(
+    load_weights: Annotated[Path, typer.Option("--load-weights", help="weights.pth (PyTorch, IR FP32 and FP16 are measured) or openvino.xml (FP32: FP32 and FP16; INT8/FP16: itself).")],
+    test_data_roots: Annotated[Path, typer.Option("--test-data-roots", help="Labelled images to measure accuracy and speed on.")],
+    train_data_roots: Annotated[Optional[Path], typer.Option("--train-data-roots", help="Also make and measure INT8, calibrated on these images.")] = None,
+    output: Output = None,
+    data_format: DataFormat = None,
+    verbose: Verbose = False,
+) -> None:
+    """Accuracy, latency (p50/p90) and throughput of PyTorch, OpenVINO FP32, FP16 and INT8 on your data; benchmark.json.
+
+    Example: otxlite benchmark --load-weights runs/effnet/models/weights.pth --test-data-roots data/my_coco --train-data-roots data/my_coco -o runs/effnet/bench
+    """
+    from otxlite.app.benchmark import benchmark as run_benchmark
+    from otxlite.cli.render import benchmark_table, print_summary
+
+    report, out = run_benchmark(load_weights, test_data_roots, output, train_data_roots, data_format)
+    console.print(benchmark_table(report))
+    print_summary("Benchmark finished", None, {"benchmark": out})
+
+
+@app.command()
+def explain(
+    load_weights: Annotated[Path, typer.Option("--load-weights", help="openvino.xml (OpenVINO only) or weights.pth (PyTorch).")],
+    input: Annotated[str, typer.Option("--input", "-i", help="An image, a folder of images, or a glob like 'photos/*.jpg'.")],
+    output: Output = None,
+    verbose: Verbose = False,
+) -> None:
+    """Saliency maps per image and class (score x mask, max over detections, as OTX); saliency/*.npy and *.png.
+
+    Example: otxlite explain --load-weights runs/effnet/openvino/openvino.xml -i photos/ -o runs/effnet/explain
+    """
+    from otxlite.app.explain import explain as run_explain
+    from otxlite.cli.render import print_summary
+
+    result = run_explain(load_weights, input, output)
+    console.print(f"{result.images} images explained, {len(result.skipped)} files skipped")
+    print_summary("Explanation finished", None, {"saliency maps": result.folder})
+
+
+@app.command()
+def serve(
+    load_weights: Annotated[Path, typer.Option("--load-weights", help="An exported openvino.xml (FP32 or INT8).")],
+    host: Annotated[str, typer.Option("--host", help="Address to listen on; 0.0.0.0 exposes the service to the network.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="TCP port (0: any free port).")] = 8000,
+    api_key: Annotated[Optional[str], typer.Option("--api-key", envvar="OTXLITE_API_KEY", help="Require 'Authorization: Bearer KEY' on /score and /metadata (or set OTXLITE_API_KEY, which stays out of the process list).")] = None,
+    max_image_mb: Annotated[float, typer.Option("--max-image-mb", min=0.001, help="Largest encoded image, in MiB.")] = 20.0,
+    max_images: Annotated[int, typer.Option("--max-images", min=1, help="Most images per request.")] = 16,
+    max_megapixels: Annotated[float, typer.Option("--max-megapixels", min=0.001, help="Largest image by width x height, read from its header before decoding.")] = 40.0,
+    allow_urls: Annotated[bool, typer.Option("--allow-urls", help="Accept http(s) image URLs (fetched with a timeout and size cap, never from private addresses).")] = False,
+    verbose: Verbose = False,
+) -> None:
+    """Serve an IR over HTTP: POST /score (AzureML schema), GET /health, GET /metadata, OpenAPI docs at /docs.
+
+    Example: otxlite serve --load-weights runs/effnet/openvino/openvino.xml --port 8000
+    """
+    from otxlite.serve import ServeSettings
+    from otxlite.app.serve import serve as run_server
+
+    run_server(load_weights, host, port, ServeSettings(api_key=api_key, max_image_mb=max_image_mb, max_images=max_images,
+                                                       max_megapixels=max_megapixels, allow_urls=allow_urls))
+
+
+def main() -> None:
+    """Console entry point: user errors become one paragraph and a non-zero exit code."""
+    verbose = "--verbose" in sys.argv
+    set_verbose(verbose)
+    try:
+        app(prog_name="otxlite")
+    except OtxliteError as err:
+        if verbose:
+            traceback.print_exc()
+        err_console.print(f"[bold red]Error:[/] {err}", soft_wrap=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err_console.print("Interrupted.")
+        sys.exit(130)
+    except Exception as err:  # the machine's limits are the user's to fix; anything else is otxlite's fault
+        if verbose:
+            traceback.print_exc()
+        problem = resource_problem(err)
+        if problem is not None:
+            err_console.print(f"[bold red]Error:[/] {problem}", soft_wrap=True)
+            sys.exit(2)
+        err_console.print(f"[bold red]Error:[/] {type(err).__name__}: {err}. This is a bug in otxlite, not a problem "
+                          "with your input: please report it to otxlite's maintainers with the command you ran and "
+                          "its output with --verbose (which adds the traceback).",
+                          soft_wrap=True)
+        sys.exit(3)

@@ -1,0 +1,202 @@
+"""The OpenVINO predictor: resize, infer through a pool of requests, decode boxes and paste masks into the
+original image. Every OpenVINO consumer (predict, eval, the INT8 accuracy control, serve) runs through it."""
+
+from __future__ import annotations
+
+import queue
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import cv2
+import numpy as np
+
+from otxlite.core.artifacts import ModelMetadata, read_metadata
+from otxlite.core.errors import OtxliteError
+
+OUTPUT_NAMES = ("boxes", "labels", "masks")
+
+
+@dataclass
+class Prediction:
+    """Detections in original image pixels: boxes [N,4] xyxy, scores [N], labels [N], masks [N,H,W] bool."""
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    labels: np.ndarray
+    masks: np.ndarray
+
+    def at_least(self, threshold: float) -> "Prediction":
+        """The detections scoring at least ``threshold``."""
+        keep = self.scores >= threshold
+        return Prediction(self.boxes[keep], self.scores[keep], self.labels[keep], self.masks[keep])
+
+
+def paste_roi_masks(masks: np.ndarray, boxes: np.ndarray, height: int, width: int, threshold: float) -> np.ndarray:
+    """Per-box probability masks [N,h,w] -> binary full-image masks [N,H,W]."""
+    full = np.zeros((len(masks), height, width), dtype=bool)
+    for i, (mask, box) in enumerate(zip(masks, boxes)):
+        x0, y0 = int(np.floor(box[0])), int(np.floor(box[1]))
+        x1, y1 = int(np.ceil(box[2])), int(np.ceil(box[3]))
+        w, h = max(x1 - x0, 1), max(y1 - y0, 1)
+        resized = cv2.resize(mask.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR) >= threshold
+        cx0, cy0, cx1, cy1 = max(x0, 0), max(y0, 0), min(x0 + w, width), min(y0 + h, height)
+        if cx1 > cx0 and cy1 > cy0:
+            full[i, cy0:cy1, cx0:cx1] = resized[cy0 - y0:cy1 - y0, cx0 - x0:cx1 - x0]
+    return full
+
+
+def resize_image_masks(masks: np.ndarray, height: int, width: int, threshold: float) -> np.ndarray:
+    """Whole-image masks [N,h,w] (any scale; probabilities or logits) -> binary masks [N,H,W]."""
+    return np.stack([cv2.resize(m.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
+                     >= threshold for m in masks]) if len(masks) else np.zeros((0, height, width), bool)
+
+
+def preprocess(image: np.ndarray, input_size: tuple[int, int], dtype: Any = np.float32) -> np.ndarray:
+    """BGR image -> [1,3,H,W] at ``input_size`` (width, height); normalization is inside the IR."""
+    resized = cv2.resize(image, tuple(input_size), interpolation=cv2.INTER_LINEAR)
+    return resized.transpose(2, 0, 1)[None].astype(dtype)
+
+
+def decode_outputs(outputs: dict[str, np.ndarray], metadata: ModelMetadata, height: int, width: int,
+                   threshold: float | None = None) -> Prediction:
+    """Raw IR outputs -> detections in original pixels, masks pasted and thresholded. Detections scoring
+    under ``threshold`` are dropped first, so only kept ones cost a full-size mask (``None``: keep all)."""
+    dets = np.asarray(outputs["boxes"]).reshape(-1, 5)
+    labels = np.asarray(outputs["labels"]).reshape(-1).astype(np.int64)
+    masks = np.asarray(outputs["masks"])
+    masks = masks.reshape(-1, *masks.shape[-2:])
+    keep = dets[:, 4] > 0 if threshold is None else dets[:, 4] >= threshold
+    dets, labels, masks = dets[keep], labels[keep], masks[keep]
+    in_w, in_h = metadata.input_size
+    boxes = dets[:, :4] * np.array([width / in_w, height / in_h] * 2, dtype=np.float32)
+    boxes = np.clip(boxes, 0, [width, height, width, height])
+    edge = metadata.mask_threshold
+    if metadata.mask_values == "logits":
+        edge = float(np.log(edge / (1.0 - edge)))  # the same edge on the logit scale
+    if metadata.mask_layout == "roi":
+        full = paste_roi_masks(masks, boxes, height, width, edge)
+    else:
+        full = resize_image_masks(masks, height, width, edge)
+    if metadata.box_source == "masks":
+        boxes = _boxes_of(full, boxes)
+    return Prediction(boxes.astype(np.float32), dets[:, 4].astype(np.float32), labels, full)
+
+
+def request_outputs(request: Any) -> dict[str, np.ndarray]:
+    """Copies of an infer request's three outputs."""
+    return {name: request.get_tensor(name).data.copy() for name in OUTPUT_NAMES}
+
+
+class RequestPool:
+    """The infer requests of one compiled model, shared by every caller.
+
+    ``infer`` borrows one idle request (thread-safe: serve's worker threads call it at once); ``pipelined``
+    borrows them all and keeps them busy while the caller's thread decodes finished results. No Python code
+    runs on OpenVINO's own threads (tearing down an ``AsyncInferQueue`` with a Python callback can abort the
+    process)."""
+
+    def __init__(self, compiled: Any, size: int = 0) -> None:
+        size = size or int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+        self.size = size
+        self.idle: queue.Queue = queue.Queue()
+        for _ in range(size):
+            self.idle.put(compiled.create_infer_request())
+
+    def infer(self, tensor: np.ndarray) -> dict[str, np.ndarray]:
+        """The outputs for one input tensor."""
+        request = self.idle.get()
+        try:
+            request.infer({0: tensor})
+            return request_outputs(request)
+        finally:
+            self.idle.put(request)
+
+    def pipelined(self, inputs: Iterable[tuple[Any, np.ndarray]],
+                  on_outputs: Callable[[Any, dict[str, np.ndarray]], None]) -> None:
+        """``on_outputs(key, outputs)`` for every ``(key, tensor)``, in input order."""
+        requests = [self.idle.get() for _ in range(self.size)]
+        pending: list[Any] = [None] * self.size
+        busy = [False] * self.size
+
+        def finish(slot: int) -> None:
+            requests[slot].wait()
+            busy[slot] = False
+            on_outputs(pending[slot], request_outputs(requests[slot]))
+
+        try:
+            slot = 0
+            for key, tensor in inputs:
+                if busy[slot]:
+                    finish(slot)
+                requests[slot].start_async({0: tensor})
+                pending[slot], busy[slot] = key, True
+                slot = (slot + 1) % self.size
+            for offset in range(self.size):  # the rest, oldest first
+                if busy[(slot + offset) % self.size]:
+                    finish((slot + offset) % self.size)
+        finally:
+            for slot, request in enumerate(requests):  # an exception in on_outputs: let the others finish
+                if busy[slot]:
+                    request.wait()
+                self.idle.put(request)
+
+
+class Predictor:
+    """An exported otxlite IR compiled on an OpenVINO device, with its request pool."""
+
+    def __init__(self, xml: Path | Any, device: str = "CPU", hint: str = "LATENCY") -> None:
+        """``xml``: an IR file, or an ``openvino.Model`` in memory (e.g. a candidate INT8 model)."""
+        import openvino as ov
+
+        core = ov.Core()
+        if isinstance(xml, ov.Model):
+            model, xml = xml, Path("<in-memory model>")
+        else:
+            try:
+                model = core.read_model(str(xml))
+            except RuntimeError as err:
+                raise OtxliteError(f"--load-weights {xml}: OpenVINO cannot read this IR ({err}).") from err
+        self.metadata: ModelMetadata = read_metadata(model, Path(xml))
+        # f32: CPUs with bf16 units would otherwise run FP32 layers in bf16 and drift from PyTorch's results.
+        self.compiled = core.compile_model(model, device, {"PERFORMANCE_HINT": hint, "INFERENCE_PRECISION_HINT": "f32"})
+        self.input_dtype = self.compiled.input(0).get_element_type().to_dtype()
+        output_names = {name for output in self.compiled.outputs for name in output.get_names()}
+        for name in OUTPUT_NAMES:
+            if name not in output_names:
+                raise OtxliteError(f"--load-weights {xml}: the IR has no '{name}' output; re-export it with otxlite.")
+        self.pool = RequestPool(self.compiled)
+
+    def preprocess(self, image: np.ndarray) -> np.ndarray:
+        """BGR image -> the model's input tensor."""
+        return preprocess(image, self.metadata.input_size, self.input_dtype)
+
+    def postprocess(self, outputs: dict[str, np.ndarray], height: int, width: int,
+                    threshold: float | None = None) -> Prediction:
+        """Raw outputs -> detections in original pixels (see ``decode_outputs``)."""
+        return decode_outputs(outputs, self.metadata, height, width, threshold)
+
+    def predict(self, image: np.ndarray, threshold: float | None = None) -> Prediction:
+        """Detections for one BGR image."""
+        return self.postprocess(self.pool.infer(self.preprocess(image)), *image.shape[:2], threshold)
+
+    def predict_async(self, images: Iterable[tuple[Any, np.ndarray]], on_result: Callable[[Any, Prediction], None],
+                      threshold: float | None = None) -> None:
+        """``on_result(key, prediction)`` for many ``(key, image)`` pairs, in input order, through all requests."""
+        inputs = (((key, image.shape[:2]), self.preprocess(image)) for key, image in images)
+
+        def on_outputs(key_and_shape: tuple[Any, tuple[int, int]], outputs: dict[str, np.ndarray]) -> None:
+            key, (height, width) = key_and_shape
+            on_result(key, self.postprocess(outputs, height, width, threshold))
+
+        self.pool.pipelined(inputs, on_outputs)
+
+
+def _boxes_of(masks: np.ndarray, fallback: np.ndarray) -> np.ndarray:
+    """Tight boxes around masks (for models that predict no boxes); empty masks keep ``fallback``."""
+    boxes = fallback.copy()
+    for i, mask in enumerate(masks):
+        ys, xs = np.nonzero(mask)
+        if len(xs):
+            boxes[i] = (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+    return boxes
