@@ -34,7 +34,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.te
 SYNTHETIC_SIZE = 64
 
 
-def make_synthetic_ir(folder: Path) -> Path:
+def make_synthetic_ir(folder: Path, tiling=None) -> Path:
     """An IR with otxlite's outputs and metadata: two ROI-mask detections; the first one's score is the image's
     mean brightness / 255 (so the output depends on the input), the second one's is 0.2."""
     import openvino as ov
@@ -55,7 +55,9 @@ def make_synthetic_ir(folder: Path) -> Path:
         node.output(0).get_tensor().set_names({name})
     model = ov.Model([boxes.output(0), labels.output(0), masks.output(0)], [image], "synthetic")
     write_metadata(model, ModelMetadata(labels=["cat", "dog"], input_size=(SYNTHETIC_SIZE, SYNTHETIC_SIZE),
-                                        confidence_threshold=0.35, mask_layout="roi", template_id="synthetic"))
+                                        confidence_threshold=0.35, mask_layout="roi", template_id="synthetic",
+                                        tiling=tiling))
+    folder.mkdir(parents=True, exist_ok=True)
     xml = folder / "openvino.xml"
     ov.save_model(model, xml)
     return xml

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from otxlite.core.artifacts import is_tiled
 from otxlite.core.coco_metrics import performance_report
 from otxlite.core.fileio import write_json_atomic
 from otxlite.core.model_files import ModelKind, model_kind
@@ -73,6 +74,13 @@ def evaluate(load_weights: Path, test_root: Path, output: Path | None = None,
 
         use_device(device)
     run_dir = run_folder(output, "eval")
+    if kind is ModelKind.PYTORCH and is_tiled(Path(load_weights)):  # tiled inference is the runtime's
+        from otxlite.app.export import openvino_model
+        from otxlite.core.console import console
+
+        console.print("The model was trained on tiles: it is evaluated as it deploys, through its IR on the whole "
+                      "image plus its tiles.")
+        load_weights, kind = openvino_model(Path(load_weights), run_dir), ModelKind.OPENVINO
     if kind is ModelKind.OPENVINO:
         metrics, threshold = evaluate_ir(Path(load_weights), Path(test_root), run_dir, data_format,
                                          report_dir=run_dir / "report")

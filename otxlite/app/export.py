@@ -20,6 +20,7 @@ from otxlite.core.console import console
 from otxlite.core.fileio import save_ir_atomic
 from otxlite.core.model_files import ModelKind, model_kind
 from otxlite.core.runs import run_folder
+from otxlite.core.tiling import TilingSettings
 from otxlite.export.fp16_weights import compress_float_weights
 
 IR_NAME = "openvino"
@@ -42,7 +43,8 @@ def export_openvino(weights: Path, output_dir: Path, half_precision: bool = Fals
             mask_layout=spec.mask_layout, box_source=spec.box_source, mask_values=spec.mask_values,
             model_type=spec.model_type,
             iou_threshold=spec.iou_threshold,
-            precision="FP16" if half_precision else "FP32", template_id=payload["template_id"]))
+            precision="FP16" if half_precision else "FP32", template_id=payload["template_id"],
+            tiling=TilingSettings.from_dict(config.get("otxlite_tiling"))))
         if half_precision:
             compress_float_weights(model)
         save_ir_atomic(model, xml_path)

@@ -12,6 +12,7 @@ from otxlite.core.errors import OtxliteError
 from otxlite.core.fileio import write_json_atomic, write_text_atomic
 from otxlite.core.runs import run_folder
 from otxlite.core.templates import apply_overrides, load_template
+from otxlite.core.tiling import AUTO, tiling_settings
 
 
 @dataclass
@@ -98,11 +99,18 @@ def train(
     from otxlite.data.labels import save_label_schema
     from otxlite.data.prepare import prepare_training_data
     from otxlite.data.report import dataset_table
+    from otxlite.data.tiling import object_sizes, tile_training_data
 
     data = prepare_training_data(Path(train_root), Path(val_root) if val_root else None, run_dir / "data",
                                  data_format, skip_bad_images)
     console.print(dataset_table(data))
     save_label_schema(data.labels, models_dir / "label_schema.json")
+    tiling = tiling_settings(hyper_parameters, object_sizes(data.subsets["train"].ann_file))
+    if tiling is not None:
+        auto = " (auto: from the training objects' sizes)" if hyper_parameters["tiling"]["tile_size"] == AUTO else ""
+        data, cut = tile_training_data(data, tiling, run_dir / "data" / "tiles")
+        console.print(f"Tiling: {tiling.tile_size} px tiles{auto}, overlap {tiling.overlap:g}; {cut}. Validation "
+                      "runs on the validation tiles; eval, predict and serve run the whole image plus its tiles.")
 
     from otxlite.training.checkpoint import trusted_mmengine_checkpoints
     from otxlite.training.config import build_runner_config, load_model_config, pretrained_checkpoints
@@ -125,6 +133,8 @@ def train(
         if validate and data.subsets["val"].stats.images else None, run_dir / "logs",
         num_train_images=data.subsets["train"].stats.images, pretrained_start=start,
         load_from=resume_from or load_weights, resume=resume_from is not None)
+    if tiling is not None:  # weights.pth carries it to export, eval and predict
+        cfg["otxlite_tiling"] = tiling.to_dict()
     if chosen.recipe == RTMDET:
         console.print(describe_augmentation(hyper_parameters["data"].get("augmentation", "auto"),
                                             data.subsets["train"].stats.images))

@@ -24,6 +24,7 @@ from typing import Any
 from otxlite import __version__
 from otxlite.core.errors import OtxliteError
 from otxlite.core.fileio import atomic_path
+from otxlite.core.tiling import TilingSettings
 
 WEIGHTS_FORMAT = 2
 MASK_THRESHOLD = 0.5  # MMDetection's mask_thr_binary / mask_thr of both model families
@@ -90,6 +91,11 @@ def load_weights(path: Path) -> dict[str, Any]:
     return payload
 
 
+def is_tiled(path: Path) -> bool:
+    """True if the ``weights.pth`` at ``path`` was trained on tiles (and so infers on tiles)."""
+    return TilingSettings.from_dict(load_weights(path)["config"].get("otxlite_tiling")) is not None
+
+
 MOVED_MODULES = {"otxlite.engine.registry": "otxlite.training.registry"}  # in weights.pth files of older otxlite
 
 
@@ -121,6 +127,7 @@ class ModelMetadata:
     template_id: str = ""
     otxlite_version: str = __version__
     optimization: dict[str, str] = field(default_factory=dict)  # after `otxlite optimize`
+    tiling: TilingSettings | None = None  # trained on tiles: infer on the whole image plus tiles
 
     def quantized(self, optimization: dict[str, str]) -> "ModelMetadata":
         """The metadata of this model's INT8 version."""
@@ -160,6 +167,12 @@ def write_metadata(model: Any, metadata: ModelMetadata) -> None:
         model.set_rt_info(value, ["otxlite", key])
     for key, value in metadata.optimization.items():
         model.set_rt_info(value, ["otxlite", "optimization", key])
+    if metadata.tiling is not None:
+        model.set_rt_info(json.dumps(metadata.tiling.to_dict()), ["otxlite", "tiling"])
+        tiler = {"tile_size": str(metadata.tiling.tile_size), "tiles_overlap": str(metadata.tiling.overlap),
+                 "max_pred_number": str(metadata.tiling.max_objects), "tile_with_full_img": "True"}
+        for key, value in tiler.items():  # what Model API's InstanceSegmentationTiler reads
+            model.set_rt_info(value, ["model_info", key])
 
 
 def _rt(model: Any, *path: str) -> str | None:
@@ -205,4 +218,5 @@ def read_metadata(model: Any, xml: Path) -> ModelMetadata:
         template_id=_rt(model, "otxlite", "template_id") or "",
         otxlite_version=_rt(model, "otxlite", "version") or "",
         optimization=optimization,
+        tiling=TilingSettings.from_dict(json.loads(_rt(model, "otxlite", "tiling") or "{}")),
     )

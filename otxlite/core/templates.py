@@ -27,6 +27,9 @@ AUGMENTATIONS = ("auto", "mosaic", "plain")  # data.augmentation of the rtmdet r
 DEFAULT_HYPER_PARAMETERS: dict[str, dict[str, Any]] = {
     "learning_parameters": {"precision": "auto"},
     "optimization": {"subset_size": 300, "preset": "mixed", "max_accuracy_drop": 0.01},  # otxlite optimize
+    # small objects in large images: train on tiles, infer on the whole image plus tiles (otxlite.core.tiling)
+    "tiling": {"enable": False, "tile_size": "auto", "overlap": 0.2, "max_objects": 200, "iou_threshold": 0.5,
+               "sampling_ratio": 1.0},
 }
 
 
@@ -186,6 +189,8 @@ def _check_type(key: str, default: Any, value: Any) -> Any:
         )
     elif default is None:
         ok = True
+    elif isinstance(default, str) and key in ALLOWED and ALLOWED[key].words:  # a word such as auto, or a number
+        ok = isinstance(value, (str, int, float))
     else:
         ok = isinstance(value, type(default))
     if not ok:
@@ -203,17 +208,19 @@ class Allowed:
     low: float | None = None
     high: float | None = None
     low_open: bool = False  # low itself is not allowed
+    high_open: bool = False  # high itself is not allowed
     choices: tuple[str, ...] = ()
     multiple_of: int = 1
+    words: tuple[str, ...] = ()  # besides a number in the range (e.g. "auto")
 
     def describe(self) -> str:
         if self.choices:
             return "one of " + ", ".join(self.choices)
-        parts = []
+        parts = [f"{' or '.join(self.words)}, or a number"] if self.words else []
         if self.low is not None:
             parts.append(f"{'>' if self.low_open else '>='} {self.low:g}")
         if self.high is not None:
-            parts.append(f"<= {self.high:g}")
+            parts.append(f"{'<' if self.high_open else '<='} {self.high:g}")
         if self.multiple_of > 1:
             parts.append(f"a multiple of {self.multiple_of}")
         return " and ".join(parts)
@@ -221,10 +228,12 @@ class Allowed:
     def admits(self, value: Any) -> bool:
         if self.choices:
             return value in self.choices
+        if isinstance(value, str):
+            return value in self.words
         values = value if isinstance(value, list) else [value]
         return all(
             (self.low is None or (v > self.low if self.low_open else v >= self.low))
-            and (self.high is None or v <= self.high)
+            and (self.high is None or (v < self.high if self.high_open else v <= self.high))
             and (self.multiple_of == 1 or v % self.multiple_of == 0)
             for v in values)
 
@@ -245,6 +254,11 @@ ALLOWED = {
     "optimization.max_accuracy_drop": Allowed(low=0, high=1),
     "learning_parameters.precision": Allowed(choices=PRECISIONS),
     "data.augmentation": Allowed(choices=AUGMENTATIONS),
+    "tiling.tile_size": Allowed(low=STRIDE, high=8192, words=("auto",)),  # a tile under the stride has no cell
+    "tiling.overlap": Allowed(low=0, high=1, high_open=True),
+    "tiling.max_objects": Allowed(low=1),
+    "tiling.iou_threshold": Allowed(low=0, high=1),
+    "tiling.sampling_ratio": Allowed(low=0, high=1),
 }
 
 

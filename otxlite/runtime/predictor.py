@@ -4,6 +4,7 @@ original image. Every OpenVINO consumer (predict, eval, the INT8 accuracy contro
 from __future__ import annotations
 
 import queue
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -13,6 +14,7 @@ import numpy as np
 
 from otxlite.core.artifacts import ModelMetadata, read_metadata
 from otxlite.core.errors import OtxliteError
+from otxlite.core.tiling import Piece, Window, merge, pieces_of, tile_windows
 
 OUTPUT_NAMES = ("boxes", "labels", "masks")
 
@@ -99,6 +101,7 @@ class RequestPool:
     def __init__(self, compiled: Any, size: int = 0) -> None:
         size = size or int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
         self.size = size
+        self.borrowing = threading.Lock()  # two pipelined callers each holding part of the pool would deadlock
         self.idle: queue.Queue = queue.Queue()
         for _ in range(size):
             self.idle.put(compiled.create_infer_request())
@@ -115,7 +118,8 @@ class RequestPool:
     def pipelined(self, inputs: Iterable[tuple[Any, np.ndarray]],
                   on_outputs: Callable[[Any, dict[str, np.ndarray]], None]) -> None:
         """``on_outputs(key, outputs)`` for every ``(key, tensor)``, in input order."""
-        requests = [self.idle.get() for _ in range(self.size)]
+        with self.borrowing:
+            requests = [self.idle.get() for _ in range(self.size)]
         pending: list[Any] = [None] * self.size
         busy = [False] * self.size
 
@@ -177,12 +181,32 @@ class Predictor:
         return decode_outputs(outputs, self.metadata, height, width, threshold)
 
     def predict(self, image: np.ndarray, threshold: float | None = None) -> Prediction:
-        """Detections for one BGR image."""
+        """Detections for one BGR image (tiled when the model was trained on tiles)."""
+        if self.metadata.tiling is not None:
+            return self._predict_tiled(image, threshold)
         return self.postprocess(self.pool.infer(self.preprocess(image)), *image.shape[:2], threshold)
+
+    def _predict_tiled(self, image: np.ndarray, threshold: float | None) -> Prediction:
+        """The whole image and its tiles through every infer request at once, merged (``runtime.tiling``)."""
+        height, width = image.shape[:2]
+        pieces: list[Piece] = []
+
+        def on_outputs(window: Window, outputs: dict[str, np.ndarray]) -> None:
+            found = self.postprocess(outputs, window[3] - window[1], window[2] - window[0], threshold)
+            pieces.extend(pieces_of(found.masks, found.scores, found.labels, window))
+
+        windows = tile_windows(width, height, self.metadata.tiling)
+        self.pool.pipelined(((w, self.preprocess(image[w[1]:w[3], w[0]:w[2]])) for w in windows), on_outputs)
+        return Prediction(*merge(pieces, self.metadata.tiling, height, width))
 
     def predict_async(self, images: Iterable[tuple[Any, np.ndarray]], on_result: Callable[[Any, Prediction], None],
                       threshold: float | None = None) -> None:
-        """``on_result(key, prediction)`` for many ``(key, image)`` pairs, in input order, through all requests."""
+        """``on_result(key, prediction)`` for many ``(key, image)`` pairs, in input order, through all requests
+        (a tiled model pipelines the tiles of one image at a time instead)."""
+        if self.metadata.tiling is not None:
+            for key, image in images:
+                on_result(key, self.predict(image, threshold))
+            return
         inputs = (((key, image.shape[:2]), self.preprocess(image)) for key, image in images)
 
         def on_outputs(key_and_shape: tuple[Any, tuple[int, int]], outputs: dict[str, np.ndarray]) -> None:

@@ -4,9 +4,10 @@ borrows from the predictor's pool of OpenVINO infer requests, shared by all HTTP
 Per image::
 
     (event loop)  wait for a pipeline slot
-    (thread)      cv2.imdecode -> Predictor.preprocess -> RequestPool.infer (GIL released; copies the outputs)
-    (thread)      Predictor.postprocess (drops detections under the threshold, then pastes) -> to_azureml
-                  (with ``explain``: every detection is pasted, saliency maps are drawn, then the threshold applies)
+    (thread)      cv2.imdecode -> Predictor.predict: preprocess, infer through the pool (GIL released; a tiled
+                  model sends the whole image and its tiles at once), decode (drops detections under the
+                  threshold, then pastes) -> to_azureml (with ``explain``: every detection is pasted, saliency
+                  maps are drawn, then the threshold applies)
 
 Invariants: the event loop never decodes, resizes, infers or pastes masks; at most ``slots`` images are in the
 pipeline at once (a memory bound: two per infer request, so requests never starve); no Python code runs on
@@ -54,24 +55,20 @@ class ScoringEngine:
         """The AzureML entry of one encoded image (its header already checked); with ``explain``, plus
         ``saliency_maps``."""
         async with self.slots:
-            outputs, height, width = await self.run(self._decode_and_infer, data, what)
-            return await self.run(self._entry, outputs, height, width, filename, threshold, max_polygon_points,
-                                  explain)
+            return await self.run(self._entry, data, what, filename, threshold, max_polygon_points, explain)
 
-    def _decode_and_infer(self, data: bytes, what: str) -> tuple[dict[str, np.ndarray], int, int]:
+    def _entry(self, data: bytes, what: str, filename: str, threshold: float, max_polygon_points: int | None,
+               explain: bool) -> dict[str, Any]:
         image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
         if image is None:
             raise RequestError(422, f"{what}: the image header is readable but the pixels cannot be decoded "
                                     "(truncated or unsupported file).")
-        return self.predictor.pool.infer(self.predictor.preprocess(image)), image.shape[0], image.shape[1]
-
-    def _entry(self, outputs: dict[str, np.ndarray], height: int, width: int, filename: str, threshold: float,
-               max_polygon_points: int | None, explain: bool) -> dict[str, Any]:
+        height, width = image.shape[:2]
         labels = self.predictor.metadata.labels
         if not explain:
-            prediction = self.predictor.postprocess(outputs, height, width, threshold)
+            prediction = self.predictor.predict(image, threshold)
             return to_azureml(filename, prediction, labels, width, height, max_polygon_points)
-        every = self.predictor.postprocess(outputs, height, width, None)  # saliency counts every detection
+        every = self.predictor.predict(image, None)  # saliency counts every detection
         maps = class_saliency(every.masks, every.scores, every.labels, len(labels), (height, width))
         entry = to_azureml(filename, every.at_least(threshold), labels, width, height, max_polygon_points)
         return {**entry, "saliency_maps": saliency_pngs(maps, labels)}

@@ -1,4 +1,5 @@
-"""A ``weights.pth`` model as a plain function on images (PyTorch, CPU, eval mode), for ``otxlite explain``."""
+"""A ``weights.pth`` model as a plain function on images (PyTorch, CPU, eval mode), for ``otxlite explain``;
+a model trained on tiles runs on the whole image plus its tiles, merged as the IR's runtime merges them."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import cv2
 import numpy as np
 
 from otxlite.core.artifacts import input_size_of, load_weights, weights_config
+from otxlite.core.tiling import TilingSettings, merge, pieces_of, tile_windows
 
 Detections = tuple[np.ndarray, np.ndarray, np.ndarray]  # masks [N, H, W] bool, scores [N], labels [N]
 
@@ -40,4 +42,15 @@ def pytorch_detector(weights: Path) -> Callable[[np.ndarray], Detections]:
             found = model.test_step(dict(inputs=[tensor], data_samples=[sample]))[0].pred_instances
         return found.masks.numpy().astype(bool), found.scores.numpy(), found.labels.numpy()
 
-    return detect
+    tiling = TilingSettings.from_dict(cfg.get("otxlite_tiling"))
+    if tiling is None:
+        return detect
+
+    def detect_tiled(image: np.ndarray) -> Detections:
+        height, width = image.shape[:2]
+        pieces = [piece for window in tile_windows(width, height, tiling)
+                  for piece in pieces_of(*detect(image[window[1]:window[3], window[0]:window[2]]), window)]
+        _, scores, labels, masks = merge(pieces, tiling, height, width)
+        return masks, scores, labels
+
+    return detect_tiled

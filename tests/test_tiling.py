@@ -1,0 +1,140 @@
+"""Tiling: the grid, the settings' checks, training tiles with masks crossing tile edges, the mask-aware merge,
+and tiled inference through the OpenVINO Predictor."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from pycocotools import mask as mask_utils
+
+from otxlite.core.errors import OtxliteError
+from otxlite.core.templates import apply_overrides, with_defaults
+from otxlite.core.tiling import Piece, TilingSettings, auto_tile_size, merge, pieces_of, tile_windows, tiling_settings
+from otxlite.data.tiling import instance_mask, tile_subset
+
+SETTINGS = TilingSettings(enable=True, tile_size=40, overlap=0.5)
+
+
+def test_grid_is_the_whole_image_then_overlapping_tiles_clipped_at_the_edges() -> None:
+    windows = tile_windows(100, 60, SETTINGS)
+    assert windows[0] == (0, 0, 100, 60)
+    tiles = windows[1:]
+    assert {(x0, y0) for x0, y0, _, _ in tiles} == {(x, y) for x in range(0, 100, 20) for y in range(0, 60, 20)}
+    assert all(x1 == min(x0 + 40, 100) and y1 == min(y0 + 40, 60) for x0, y0, x1, y1 in tiles)
+    covered = np.zeros((60, 100), bool)
+    for x0, y0, x1, y1 in tiles:
+        covered[y0:y1, x0:x1] = True
+    assert covered.all()
+    assert tile_windows(40, 30, SETTINGS) == [(0, 0, 40, 30)]  # no larger than a tile: the whole image alone
+
+
+def test_auto_tile_size_follows_the_objects() -> None:
+    assert auto_tile_size([20.0, 18.0, 22.0]) == 320  # the median object spans 1/16 of the tile
+    assert auto_tile_size([2.0]) == 256 and auto_tile_size([500.0]) == 1024 and auto_tile_size([]) == 1024
+    params = with_defaults({"tiling": {}})
+    assert tiling_settings(params) is None
+    on = apply_overrides(params, ["tiling.enable=true", "tiling.tile_size=auto"])
+    assert tiling_settings(on, [20.0]).tile_size == 320
+    assert tiling_settings(apply_overrides(on, ["tiling.tile_size=512"])).tile_size == 512
+
+
+@pytest.mark.parametrize("param, expected", [
+    ("tiling.tile_size=16", ">= 32"),
+    ("tiling.tile_size=huge", "auto, or a number"),
+    ("tiling.overlap=1", "< 1"),
+    ("tiling.overlap=-0.1", ">= 0"),
+    ("tiling.iou_threshold=2", "<= 1"),
+    ("tiling.max_objects=0", ">= 1"),
+])
+def test_bad_tiling_settings_are_one_paragraph(param: str, expected: str) -> None:
+    with pytest.raises(OtxliteError, match="out of range") as error:
+        apply_overrides(with_defaults({"tiling": {}}), [param])
+    assert expected in str(error.value)
+
+
+def coco_file(folder: Path, image: np.ndarray, masks: list[np.ndarray]) -> Path:
+    """A one-image COCO file with RLE masks (category 1)."""
+    cv2.imwrite(str(folder / "big.png"), image)
+    annotations = []
+    for i, mask in enumerate(masks, 1):
+        rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+        annotations.append({"id": i, "image_id": 1, "category_id": 1, "iscrowd": 0, "area": float(mask.sum()),
+                            "bbox": [float(v) for v in mask_utils.toBbox(rle)],
+                            "segmentation": {"size": list(mask.shape), "counts": rle["counts"].decode()}})
+    path = folder / "train.json"
+    path.write_text(json.dumps({"images": [{"id": 1, "file_name": str(folder / "big.png"), "width": image.shape[1],
+                                            "height": image.shape[0]}], "annotations": annotations,
+                                "categories": [{"id": 1, "name": "thing"}]}))
+    return path
+
+
+def test_training_tiles_keep_partial_masks_and_drop_slivers(tmp_path: Path) -> None:
+    image = np.random.default_rng(0).integers(0, 255, (60, 100, 3), np.uint8)
+    crossing = np.zeros((60, 100), bool)
+    crossing[5:15, 30:50] = True  # crosses the tile edges at x = 40 (tiles start every 20 px)
+    sliver = np.zeros((60, 100), bool)
+    sliver[50:57, 45:62] = True  # 119 px; 2 columns (14 px) reach into the tiles starting at x = 60: a sliver
+    ann = coco_file(tmp_path, image, [crossing, sliver])
+    out, stats = tile_subset(ann, tmp_path / "tiles", TilingSettings(enable=True, tile_size=40, overlap=0.5,
+                                                                     sampling_ratio=0.0))
+    coco = json.loads(out.read_text())
+    assert stats.images == 1 and stats.slivers_dropped >= 1 and stats.partial_instances >= 1
+    assert stats.tiles == len(coco["images"]) and stats.negatives_kept == 0 and stats.negatives_dropped > 0
+    for info in coco["images"]:  # every kept tile holds an object; its pixels and masks are the original's
+        x0, y0 = (int(v) for v in Path(info["file_name"]).stem.split("_")[-2:])
+        tile = cv2.imread(info["file_name"])
+        assert np.array_equal(tile, image[y0:y0 + info["height"], x0:x0 + info["width"]])
+        parts = [instance_mask(a, info["height"], info["width"]) for a in coco["annotations"]
+                 if a["image_id"] == info["id"]]
+        assert parts
+        originals = [m[y0:y0 + info["height"], x0:x0 + info["width"]] for m in (crossing, sliver)]
+        assert all(any(np.array_equal(part, original) for original in originals) for part in parts)
+    _, all_tiles = tile_subset(ann, tmp_path / "all", SETTINGS)
+    assert all_tiles.negatives_dropped == 0 and all_tiles.tiles == len(tile_windows(100, 60, SETTINGS)) - 1
+
+
+def piece(score: float, label: int, x0: int, y0: int, size: int) -> Piece:
+    return Piece(score, label, np.ones((size, size), bool), x0, y0)
+
+
+def test_merge_drops_the_weaker_copy_of_one_object_and_places_masks_in_the_image() -> None:
+    pieces = [piece(0.9, 0, 10, 10, 20), piece(0.6, 0, 12, 10, 20),  # the same object seen by two tiles
+              piece(0.5, 1, 12, 10, 20),  # another class at the same place: kept
+              piece(0.8, 0, 50, 40, 10)]  # elsewhere: kept
+    boxes, scores, labels, masks = merge(pieces, TilingSettings(enable=True, iou_threshold=0.5), 60, 100)
+    assert scores.tolist() == pytest.approx([0.9, 0.8, 0.5]) and labels.tolist() == [0, 0, 1]
+    assert masks.shape == (3, 60, 100) and masks[0, 10:30, 10:30].all() and masks[0].sum() == 400
+    assert boxes[1].tolist() == [50, 40, 60, 50]
+    capped = merge(pieces, TilingSettings(enable=True, iou_threshold=0.5, max_objects=1), 60, 100)
+    assert capped[1].tolist() == pytest.approx([0.9])
+
+
+def test_pieces_are_cut_to_their_masks_in_full_image_pixels() -> None:
+    masks = np.zeros((2, 40, 40), bool)
+    masks[0, 5:9, 10:20] = True  # the second mask is empty: dropped
+    (only,) = pieces_of(masks, np.array([0.7, 0.4]), np.array([1, 0]), (60, 20, 100, 60))
+    assert (only.x0, only.y0, only.mask.shape, only.label) == (70, 25, (4, 10), 1)
+
+
+def test_tiled_predictor_merges_the_whole_image_and_its_tiles(tmp_path: Path) -> None:
+    """The IR's runtime pipelines the windows through its requests and merges them as ``merge`` does."""
+    from test_serve import make_synthetic_ir
+
+    from otxlite.runtime.predictor import Predictor
+
+    settings = TilingSettings(enable=True, tile_size=64, overlap=0.0)
+    plain = Predictor(make_synthetic_ir(tmp_path / "plain"))
+    tiled = Predictor(make_synthetic_ir(tmp_path / "tiled", tiling=settings))
+    assert tiled.metadata.tiling == settings
+    image = np.full((128, 256, 3), 200, np.uint8)
+    found = tiled.predict(image, 0.35)
+    windows = tile_windows(256, 128, settings)
+    assert len(windows) == 9
+    expected = merge([p for w in windows for p in pieces_of(*(lambda f: (f.masks, f.scores, f.labels))(
+        plain.predict(image[w[1]:w[3], w[0]:w[2]], 0.35)), w)], settings, 128, 256)
+    assert len(found.scores) == 9 and np.array_equal(found.masks, expected[3])  # one cat per window, none merged
+    assert found.masks[:, 24, 64 + 24].any()  # the cat of the tile at x = 64, in full-image pixels
