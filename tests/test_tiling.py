@@ -4,6 +4,9 @@ and tiled inference through the OpenVINO Predictor."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -19,16 +22,17 @@ from otxlite.data.tiling import instance_mask, tile_subset
 SETTINGS = TilingSettings(enable=True, tile_size=40, overlap=0.5)
 
 
-def test_grid_is_the_whole_image_then_overlapping_tiles_clipped_at_the_edges() -> None:
-    windows = tile_windows(100, 60, SETTINGS)
-    assert windows[0] == (0, 0, 100, 60)
-    tiles = windows[1:]
-    assert {(x0, y0) for x0, y0, _, _ in tiles} == {(x, y) for x in range(0, 100, 20) for y in range(0, 60, 20)}
+def test_grid_is_overlapping_tiles_up_to_the_edges() -> None:
+    tiles = tile_windows(100, 60, SETTINGS)
+    # a tile every 20 px until one reaches the edge (Model API would add tiles starting at x = 80 and y = 40 too)
+    assert {(x0, y0) for x0, y0, _, _ in tiles} == {(x, y) for x in (0, 20, 40, 60) for y in (0, 20)}
     assert all(x1 == min(x0 + 40, 100) and y1 == min(y0 + 40, 60) for x0, y0, x1, y1 in tiles)
     covered = np.zeros((60, 100), bool)
     for x0, y0, x1, y1 in tiles:
         covered[y0:y1, x0:x1] = True
     assert covered.all()
+    with_whole = tile_windows(100, 60, TilingSettings(enable=True, tile_size=40, overlap=0.5, full_image=True))
+    assert with_whole == [(0, 0, 100, 60), *tiles]
     assert tile_windows(40, 30, SETTINGS) == [(0, 0, 40, 30)]  # no larger than a tile: the whole image alone
 
 
@@ -94,7 +98,7 @@ def test_training_tiles_keep_partial_masks_and_drop_slivers(tmp_path: Path) -> N
         originals = [m[y0:y0 + info["height"], x0:x0 + info["width"]] for m in (crossing, sliver)]
         assert all(any(np.array_equal(part, original) for original in originals) for part in parts)
     _, all_tiles = tile_subset(ann, tmp_path / "all", SETTINGS)
-    assert all_tiles.negatives_dropped == 0 and all_tiles.tiles == len(tile_windows(100, 60, SETTINGS)) - 1
+    assert all_tiles.negatives_dropped == 0 and all_tiles.tiles == len(tile_windows(100, 60, SETTINGS))
 
 
 def piece(score: float, label: int, x0: int, y0: int, size: int) -> Piece:
@@ -126,7 +130,7 @@ def test_tiled_predictor_merges_the_whole_image_and_its_tiles(tmp_path: Path) ->
 
     from otxlite.runtime.predictor import Predictor
 
-    settings = TilingSettings(enable=True, tile_size=64, overlap=0.0)
+    settings = TilingSettings(enable=True, tile_size=64, overlap=0.0, full_image=True)
     plain = Predictor(make_synthetic_ir(tmp_path / "plain"))
     tiled = Predictor(make_synthetic_ir(tmp_path / "tiled", tiling=settings))
     assert tiled.metadata.tiling == settings
@@ -138,3 +142,75 @@ def test_tiled_predictor_merges_the_whole_image_and_its_tiles(tmp_path: Path) ->
         plain.predict(image[w[1]:w[3], w[0]:w[2]], 0.35)), w)], settings, 128, 256)
     assert len(found.scores) == 9 and np.array_equal(found.masks, expected[3])  # one cat per window, none merged
     assert found.masks[:, 24, 64 + 24].any()  # the cat of the tile at x = 64, in full-image pixels
+
+
+# --- a tiled model through every verb -----------------------------------------------------------------------------
+
+TILE = 128
+
+
+@pytest.fixture(scope="module")
+def tiled_maskrcnn(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """(data, weights.pth, IR) of a Mask R-CNN trained for 2 epochs on 128 px tiles of 384 px images."""
+    from otxlite.app.export import export_openvino
+    from otxlite.app.train import train
+    from otxlite.data.sample_data import make_small_objects_dataset
+
+    root = tmp_path_factory.mktemp("tiled")
+    data = make_small_objects_dataset(root / "data", 2, 1, 384, 25)
+    result = train("MaskRCNN-ResNet18", data, output=root / "run", pretrained=False, device="cpu", params=[
+        "tiling.enable=true", f"tiling.tile_size={TILE}", "tiling.overlap=0.25", f"data.input_size=[{TILE},{TILE}]",
+        "learning_parameters.num_iters=2", "learning_parameters.batch_size=4", "learning_parameters.num_workers=0"])
+    return data, result.weights, export_openvino(result.weights, root / "ir")
+
+
+@pytest.mark.slow
+def test_tiling_settings_travel_from_training_to_the_ir(tiled_maskrcnn) -> None:
+    import openvino as ov
+
+    from otxlite.core.artifacts import is_tiled, load_weights, read_metadata
+
+    data, weights, xml = tiled_maskrcnn
+    assert is_tiled(weights)
+    stored = load_weights(weights)["config"]["otxlite_tiling"]
+    assert stored["tile_size"] == TILE and stored["overlap"] == 0.25
+    model = ov.Core().read_model(str(xml))
+    assert read_metadata(model, xml).tiling == TilingSettings.from_dict(stored)
+    assert model.get_rt_info(["model_info", "tile_size"]).astype(str) == str(TILE)
+    # the training tiles are the images the model was fit on: 128 px crops of the 384 px images
+    tiles = json.loads(next((weights.parents[1] / "data" / "tiles").glob("train.json")).read_text())
+    assert tiles["images"] and all(i["width"] <= TILE and i["height"] <= TILE for i in tiles["images"])
+
+
+@pytest.mark.slow
+def test_model_apis_tiler_reads_the_ir(tiled_maskrcnn) -> None:
+    import openvino as ov
+    from model_api.adapters import OpenvinoAdapter
+    from model_api.models import Model
+    from model_api.tilers import InstanceSegmentationTiler
+
+    data, _, xml = tiled_maskrcnn
+    model = Model.create_model(OpenvinoAdapter(ov.Core(), str(xml), device="CPU"))
+    tiler = InstanceSegmentationTiler(model, execution_mode="sync")
+    assert (tiler.tile_size, tiler.tiles_overlap, tiler.max_pred_number) == (TILE, 0.25, 200)
+    image = cv2.imread(str(sorted((data / "images" / "val").glob("*.png"))[0]))
+    result = tiler(image)
+    assert len(result.masks) == 0 or result.masks.shape[1:] == image.shape[:2]
+
+
+@pytest.mark.slow
+def test_predict_and_eval_tile_a_tiled_model(tiled_maskrcnn, tmp_path: Path) -> None:
+    data, weights, xml = tiled_maskrcnn
+    image = sorted((data / "images" / "val").glob("*.png"))[0]
+    run = subprocess.run([sys.executable, "-m", "otxlite.cli", "predict", "--load-weights", str(xml), "-i", str(image),
+                          "-o", str(tmp_path / "predict"), "--confidence-threshold", "0.01"],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]
+    (entry,) = json.loads((tmp_path / "predict" / "predictions.json").read_text())
+    assert all(0 <= v <= 1 for b in entry["boxes"] for v in b["box"].values())
+    run = subprocess.run([sys.executable, "-m", "otxlite.cli", "eval", "--load-weights", str(weights),
+                          "--test-data-roots", str(data), "-o", str(tmp_path / "eval")], capture_output=True,
+                         text=True, env={**os.environ, "COLUMNS": "200"})
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "evaluated as it deploys, through its IR on tiles merged into whole images" in " ".join(run.stdout.split())
+    assert json.loads((tmp_path / "eval" / "performance.json").read_text())["num_images"] == 1

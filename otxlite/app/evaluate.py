@@ -78,8 +78,8 @@ def evaluate(load_weights: Path, test_root: Path, output: Path | None = None,
         from otxlite.app.export import openvino_model
         from otxlite.core.console import console
 
-        console.print("The model was trained on tiles: it is evaluated as it deploys, through its IR on the whole "
-                      "image plus its tiles.")
+        console.print("The model was trained on tiles: it is evaluated as it deploys, through its IR on tiles "
+                      "merged into whole images.")
         load_weights, kind = openvino_model(Path(load_weights), run_dir), ModelKind.OPENVINO
     if kind is ModelKind.OPENVINO:
         metrics, threshold = evaluate_ir(Path(load_weights), Path(test_root), run_dir, data_format,

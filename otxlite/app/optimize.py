@@ -15,7 +15,7 @@ import logging
 import random
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from otxlite.export.fp16_weights import compress_float_weights
 from otxlite.app.export import openvino_model
 from otxlite.core.runs import run_folder
 from otxlite.core.templates import optimization_settings
+from otxlite.core.tiling import tile_windows
 
 QUANTIZED_SCOPES = ("/backbone/", "/neck/", "/rpn_head/rpn_conv", "/bbox_head/shared_fcs", "/mask_head/convs",
                     "/mask_head/mask_feature_head", "/mask_head/cls_convs", "/mask_head/kernel_convs",
@@ -149,6 +150,11 @@ def optimize(load_weights: Path, train_root: Path, val_root: Path | None = None,
         image = read_image(path)
         if image is None:
             raise OtxliteError(f"The calibration image {path} cannot be decoded. Remove or replace it.")
+        if metadata.tiling is not None:  # the network mostly sees tiles: calibrate on each image's central one
+            height, width = image.shape[:2]
+            x0, y0, x1, y1 = min(tile_windows(width, height, replace(metadata.tiling, full_image=False)),
+                                 key=lambda w: abs(w[0] + w[2] - width) + abs(w[1] + w[3] - height))
+            image = image[y0:y1, x0:x1]
         return preprocess(image, metadata.input_size, dtype)
 
     calibration = nncf.Dataset(paths, calibration_tensor)

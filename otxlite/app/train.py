@@ -110,7 +110,7 @@ def train(
         auto = " (auto: from the training objects' sizes)" if hyper_parameters["tiling"]["tile_size"] == AUTO else ""
         data, cut = tile_training_data(data, tiling, run_dir / "data" / "tiles")
         console.print(f"Tiling: {tiling.tile_size} px tiles{auto}, overlap {tiling.overlap:g}; {cut}. Validation "
-                      "runs on the validation tiles; eval, predict and serve run the whole image plus its tiles.")
+                      "runs on the validation tiles; eval, predict and serve tile whole images and merge.")
 
     from otxlite.training.checkpoint import trusted_mmengine_checkpoints
     from otxlite.training.config import build_runner_config, load_model_config, pretrained_checkpoints

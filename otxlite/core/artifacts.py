@@ -170,7 +170,8 @@ def write_metadata(model: Any, metadata: ModelMetadata) -> None:
     if metadata.tiling is not None:
         model.set_rt_info(json.dumps(metadata.tiling.to_dict()), ["otxlite", "tiling"])
         tiler = {"tile_size": str(metadata.tiling.tile_size), "tiles_overlap": str(metadata.tiling.overlap),
-                 "max_pred_number": str(metadata.tiling.max_objects), "tile_with_full_img": "True"}
+                 "max_pred_number": str(metadata.tiling.max_objects),
+                 "tile_with_full_img": str(metadata.tiling.full_image)}
         for key, value in tiler.items():  # what Model API's InstanceSegmentationTiler reads
             model.set_rt_info(value, ["model_info", key])
 

@@ -28,8 +28,8 @@ DEFAULT_HYPER_PARAMETERS: dict[str, dict[str, Any]] = {
     "learning_parameters": {"precision": "auto"},
     "optimization": {"subset_size": 300, "preset": "mixed", "max_accuracy_drop": 0.01},  # otxlite optimize
     # small objects in large images: train on tiles, infer on the whole image plus tiles (otxlite.core.tiling)
-    "tiling": {"enable": False, "tile_size": "auto", "overlap": 0.2, "max_objects": 200, "iou_threshold": 0.5,
-               "sampling_ratio": 1.0},
+    "tiling": {"enable": False, "tile_size": "auto", "overlap": 0.2, "full_image": False, "max_objects": 200,
+               "iou_threshold": 0.5, "sampling_ratio": 1.0},
 }
 
 

@@ -1,9 +1,10 @@
 """Tiling: the settings, the tile grid and the merge of tiled detections, shared by training (tiles cut from
 the images), export (``rt_info``), the OpenVINO runtime and the PyTorch detector (tiled inference). numpy only.
 
-The grid is Model API's (``model_api.tilers.Tiler._tile``): the whole image first, then tiles of ``tile_size``
-starting every ``tile_size * (1 - overlap)`` pixels, the last ones clipped at the image's edge, so an IR
-exported with tiling gives the same tiles under otxlite and under Model API's instance-segmentation tiler.
+The grid is Model API's (``model_api.tilers.Tiler._tile``) without its slivers: tiles of ``tile_size`` starting
+every ``tile_size * (1 - overlap)`` pixels until one reaches the image's edge (Model API goes on and adds tiles a
+few pixels wide, which only add upscaled noise), the last ones clipped there; the whole image first when
+``full_image`` is set (for objects larger than a tile; small objects shrunk to a few pixels only add noise).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ class TilingSettings:
     enable: bool = False
     tile_size: int = 512
     overlap: float = 0.2
+    full_image: bool = False  # also run the whole image, resized, as one more window
     max_objects: int = 200  # kept per image after the merge (Model API's max_pred_number)
     iou_threshold: float = 0.5  # mask IoU above which the weaker of two same-class detections is dropped
     sampling_ratio: float = 1.0  # training: share of the object-free tiles kept (negatives)
@@ -53,6 +55,7 @@ def tiling_settings(hyper_parameters: dict[str, Any], object_sizes: list[float] 
     if size == AUTO:
         size = auto_tile_size(object_sizes or [])
     return TilingSettings(enable=True, tile_size=int(size), overlap=float(raw.get("overlap", 0.2)),
+                          full_image=bool(raw.get("full_image", False)),
                           max_objects=int(raw.get("max_objects", 200)),
                           iou_threshold=float(raw.get("iou_threshold", 0.5)),
                           sampling_ratio=float(raw.get("sampling_ratio", 1.0)))
@@ -67,17 +70,24 @@ def auto_tile_size(object_sizes: list[float]) -> int:
     return int(round(side / STRIDE) * STRIDE)
 
 
-def tile_windows(width: int, height: int, settings: TilingSettings) -> list[Window]:
-    """``(x0, y0, x1, y1)`` of the whole image, then of every tile (Model API's grid). An image no larger than
-    one tile is the whole image alone (tiling would only repeat it)."""
-    windows = [(0, 0, width, height)]
-    if width <= settings.tile_size and height <= settings.tile_size:
-        return windows
+def tile_starts(length: int, settings: TilingSettings) -> list[int]:
+    """Where tiles start along one side: every step until a tile reaches the end."""
     step = max(int(settings.tile_size * (1 - settings.overlap)), 1)
-    for x0 in range(0, width, step):
-        for y0 in range(0, height, step):
-            windows.append((x0, y0, min(x0 + settings.tile_size, width), min(y0 + settings.tile_size, height)))
-    return windows
+    starts = [0]
+    while starts[-1] + settings.tile_size < length:
+        starts.append(starts[-1] + step)
+    return starts
+
+
+def tile_windows(width: int, height: int, settings: TilingSettings) -> list[Window]:
+    """``(x0, y0, x1, y1)`` of the whole image (with ``full_image``), then of every tile. An image no larger
+    than one tile is the whole image alone (tiling would only repeat it)."""
+    whole = (0, 0, width, height)
+    if width <= settings.tile_size and height <= settings.tile_size:
+        return [whole]
+    tiles = [(x0, y0, min(x0 + settings.tile_size, width), min(y0 + settings.tile_size, height))
+             for x0 in tile_starts(width, settings) for y0 in tile_starts(height, settings)]
+    return [whole, *tiles] if settings.full_image else tiles
 
 
 # --- the merge -------------------------------------------------------------------------------------------------

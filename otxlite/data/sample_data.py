@@ -369,3 +369,49 @@ def _compressed_rle(mask: np.ndarray) -> dict:
     """COCO compressed RLE (pycocotools), with ``counts`` as a JSON string."""
     rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
     return {"counts": rle["counts"].decode("ascii"), "size": [int(v) for v in rle["size"]]}
+
+
+def make_small_objects_dataset(out_dir: Path, num_train: int = 4, num_val: int = 2, size: int = 1024,
+                               objects: int = 40, object_px: tuple[int, int] = (10, 30), seed: int = 0) -> Path:
+    """Large images with many small objects (discs and squares of ``object_px`` pixels across, never touching),
+    the case tiling is for; COCO layout as ``make_sample_dataset`` (RLE masks)."""
+    from pycocotools import mask as mask_utils
+
+    out_dir = Path(out_dir)
+    (out_dir / "annotations").mkdir(parents=True, exist_ok=True)
+    for subset_index, (subset, count) in enumerate(zip(SUBSETS, (num_train, num_val))):
+        rng = np.random.default_rng([seed, 7, subset_index])
+        image_dir = out_dir / "images" / subset
+        image_dir.mkdir(parents=True, exist_ok=True)
+        images, annotations = [], []
+        for image_id in range(1, count + 1):
+            image = np.clip(_background(size, rng), 0, 255).astype(np.uint8)
+            taken = np.zeros((size, size), bool)
+            for _ in range(objects):
+                side = int(rng.integers(*object_px))
+                label = int(rng.integers(2))  # 0 disc, 1 square
+                x0, y0 = (int(v) for v in rng.integers(0, size - side, 2))
+                if taken[max(y0 - 2, 0):y0 + side + 2, max(x0 - 2, 0):x0 + side + 2].any():
+                    continue
+                mask = np.zeros((size, size), np.uint8)
+                if label == 0:
+                    cv2.circle(mask, (x0 + side // 2, y0 + side // 2), side // 2, 1, -1)
+                else:
+                    mask[y0:y0 + side, x0:x0 + side] = 1
+                taken |= mask.astype(bool)
+                colour = (40, 40, 220) if label == 0 else (220, 160, 40)
+                image[mask.astype(bool)] = colour
+                rle = mask_utils.encode(np.asfortranarray(mask))
+                annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": label + 1,
+                                    "iscrowd": 0, "area": float(mask.sum()),
+                                    "bbox": [float(v) for v in mask_utils.toBbox(rle)],
+                                    "segmentation": {"size": [size, size], "counts": rle["counts"].decode("ascii")}})
+            file_name = f"{subset}_{image_id:04d}.png"
+            with atomic_path(image_dir / file_name) as tmp:
+                cv2.imwrite(str(tmp), image)
+            images.append({"id": image_id, "file_name": file_name, "width": size, "height": size})
+        coco = {"images": images, "annotations": annotations,
+                "categories": [{"id": 1, "name": "disc"}, {"id": 2, "name": "square"}]}
+        with atomic_path(out_dir / "annotations" / f"instances_{subset}.json") as tmp:
+            tmp.write_text(json.dumps(coco))
+    return out_dir

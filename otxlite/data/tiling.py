@@ -1,5 +1,5 @@
-"""Training tiles: a prepared COCO file -> a COCO file of tiles cut from its images (Model API's grid, without
-the whole image), with every instance's mask clipped to each tile it crosses.
+"""Training tiles: a prepared COCO file -> a COCO file of tiles cut from its images (``core.tiling``'s grid,
+without the whole image), with every instance's mask clipped to each tile it crosses.
 
 An instance crossing a tile's edge is kept as the part inside (a partial mask, box recomputed); a part smaller
 than ``MIN_SLIVER_PIXELS`` that is also under ``MIN_SLIVER_SHARE`` of its instance is a sliver and dropped (the
@@ -82,7 +82,7 @@ def tile_subset(ann_file: Path, out_dir: Path, settings: TilingSettings, seed: i
         height, width = image.shape[:2]
         masks = [_cropped(a, height, width) for a in by_image.get(info["id"], [])]
         stats.images += 1
-        for x0, y0, x1, y1 in tile_windows(width, height, settings)[1:] or [(0, 0, width, height)]:
+        for x0, y0, x1, y1 in tile_windows(width, height, replace(settings, full_image=False)):
             pieces = []
             for annotation, (crop, cx0, cy0), whole in masks:
                 part = np.zeros((y1 - y0, x1 - x0), bool)
@@ -146,6 +146,6 @@ def tile_training_data(data: PreparedData, settings: TilingSettings, out_dir: Pa
         ann_file, stats = tile_subset(subset.ann_file, out_dir, every_tile, seed=seed)
         subsets[name] = PreparedSubset(name, ann_file, replace(subset.stats, images=stats.tiles))
         parts.append(f"{name} {stats.images} images -> {stats.tiles} tiles ({stats.negatives_kept} without objects "
-                     f"kept, {stats.negatives_dropped} dropped; {stats.partial_instances} instances cut at a tile edge, "
-                     f"{stats.slivers_dropped} slivers dropped)")
+                     f"kept, {stats.negatives_dropped} dropped; {stats.partial_instances} instances cut at a tile "
+                     f"edge, {stats.slivers_dropped} slivers dropped)")
     return replace(data, subsets=subsets), "; ".join(parts)

@@ -258,7 +258,10 @@ def _plot_all(out_dir: Path, data: dict[str, Any], labels: list[str]) -> dict[st
         ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02),
                title=f"{what.capitalize()} precision-recall at IoU 0.5")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, loc="lower left")
+        if curves:
+            ax.legend(fontsize=8, loc="lower left")
+        else:  # no class had a detection to draw a curve from
+            ax.text(0.5, 0.5, "no detections", ha="center", va="center", transform=ax.transAxes)
         save(fig, f"{key}.png", f"{what.capitalize()} precision-recall")
 
     fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
