@@ -1,5 +1,5 @@
 """A ``weights.pth`` model as a plain function on images (PyTorch, CPU, eval mode), for ``otxlite explain``;
-a model trained on tiles runs on its tiles, merged as the IR's runtime merges them.
+a model trained on tiles runs on its tiles, merged as the IR's runtime merges them."""
 
 from __future__ import annotations
 
