@@ -35,17 +35,32 @@ class Prediction:
 
 
 def paste_roi_masks(masks: np.ndarray, boxes: np.ndarray, height: int, width: int, threshold: float) -> np.ndarray:
-    """Per-box probability masks [N,h,w] -> binary full-image masks [N,H,W]."""
+    """Per-box probability masks [N,h,w] -> binary full-image masks [N,H,W], sampled as MMDetection pastes them
+    (``_do_paste_mask``): each pixel centre mapped into the box's exact extent, bilinear, zero outside the mask."""
     full = np.zeros((len(masks), height, width), dtype=bool)
     for i, (mask, box) in enumerate(zip(masks, boxes)):
-        x0, y0 = int(np.floor(box[0])), int(np.floor(box[1]))
-        x1, y1 = int(np.ceil(box[2])), int(np.ceil(box[3]))
-        w, h = max(x1 - x0, 1), max(y1 - y0, 1)
-        resized = cv2.resize(mask.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR) >= threshold
-        cx0, cy0, cx1, cy1 = max(x0, 0), max(y0, 0), min(x0 + w, width), min(y0 + h, height)
-        if cx1 > cx0 and cy1 > cy0:
-            full[i, cy0:cy1, cx0:cx1] = resized[cy0 - y0:cy1 - y0, cx0 - x0:cx1 - x0]
+        x0, y0, x1, y1 = (float(v) for v in box[:4])
+        left, top = max(int(np.floor(x0)) - 1, 0), max(int(np.floor(y0)) - 1, 0)
+        right, bottom = min(int(np.ceil(x1)) + 1, width), min(int(np.ceil(y1)) + 1, height)
+        if right <= left or bottom <= top or x1 <= x0 or y1 <= y0:
+            continue
+        rows, cols = mask.shape
+        along_x = _bilinear((np.arange(left, right) + 0.5 - x0) / (x1 - x0) * cols - 0.5, cols)
+        along_y = _bilinear((np.arange(top, bottom) + 0.5 - y0) / (y1 - y0) * rows - 0.5, rows)
+        full[i, top:bottom, left:right] = along_y @ mask.astype(np.float32) @ along_x.T >= threshold
     return full
+
+
+def _bilinear(coords: np.ndarray, size: int) -> np.ndarray:
+    """[len(coords), size] weights of linear interpolation at ``coords`` (pixel units, centres at integers),
+    zero outside ``0..size-1`` (grid_sample's zero padding)."""
+    weights = np.zeros((len(coords), size), np.float32)
+    first = np.floor(coords).astype(np.int64)
+    frac = (coords - first).astype(np.float32)
+    for index, weight in ((first, 1 - frac), (first + 1, frac)):
+        inside = (index >= 0) & (index < size)
+        weights[np.nonzero(inside)[0], index[inside]] += weight[inside]
+    return weights
 
 
 def resize_image_masks(masks: np.ndarray, height: int, width: int, threshold: float) -> np.ndarray:
