@@ -216,13 +216,15 @@ class Allowed:
     def describe(self) -> str:
         if self.choices:
             return "one of " + ", ".join(self.choices)
-        parts = [f"{' or '.join(self.words)}, or a number"] if self.words else []
+        parts = []
         if self.low is not None:
             parts.append(f"{'>' if self.low_open else '>='} {self.low:g}")
         if self.high is not None:
             parts.append(f"{'<' if self.high_open else '<='} {self.high:g}")
         if self.multiple_of > 1:
             parts.append(f"a multiple of {self.multiple_of}")
+        if self.words:
+            return f"{' or '.join(self.words)}, or a number " + " and ".join(parts)
         return " and ".join(parts)
 
     def admits(self, value: Any) -> bool:
