@@ -279,3 +279,24 @@ def test_rpn_nms_suppresses_within_a_feature_level_only() -> None:
     assert kept(plain) == [[10.0, 10.0, 50.0, 50.0, pytest.approx(0.9)]]
     assert kept(per_level) == [[10.0, 10.0, 50.0, 50.0, pytest.approx(0.9)], [11.0, 11.0, 50.0, 50.0, pytest.approx(0.7)]]
     assert rpn_head.multiclass_nms is original  # restored after the block
+
+
+def test_ir_proposals_come_back_inside_the_image(exported_ir: Path, sample_dataset: Path) -> None:
+    """The RoIs the IR's box head reads are the RPN's proposals, inside the input: the level-aware NMS shifts
+    each level apart and back, and a proposal clipped to x1 == 0 on a coarser level must come back to its
+    own level (OpenVINO's division once put it one level low, a whole image width to the right, and the IR
+    lost objects at the image's left edge)."""
+    import openvino as ov
+
+    model = read_ir(exported_ir)
+    width, height = (int(v) for v in info(model, "otxlite", "input_size").split())
+    extractor = next(op for op in model.get_ordered_ops()
+                     if op.get_type_name() == "ExperimentalDetectronROIFeatureExtractor")
+    rois = extractor.input(0).get_source_output()
+    model.add_outputs([rois])
+    compiled = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    image = cv2.resize(val_image(sample_dataset), (width, height))
+    proposals = compiled(image.transpose(2, 0, 1)[None])[compiled.outputs[-1]]
+    assert len(proposals) > 100
+    assert (proposals[:, 0] == 0).sum() > 5, "proposals touching the left edge: the case that went wrong"
+    assert proposals.min() >= 0 and proposals[:, [0, 2]].max() <= width and proposals[:, [1, 3]].max() <= height

@@ -35,7 +35,9 @@ def level_aware_rpn_nms(level_sizes: list[int], image_size: tuple[int, int]) -> 
         levels = torch.arange(len(level_sizes), dtype=boxes.dtype).repeat_interleave(torch.tensor(level_sizes))
         shift = levels[None, :, None] * span
         dets, labels = original(boxes + shift, scores, *args, **kwargs)
-        back = torch.floor(dets[..., :1] / span) * span
+        # x1 lies in [level * span, level * span + width]: half a pixel keeps the division away from an
+        # integer, where OpenVINO's reciprocal multiply puts a box at x1 == 0 one level too low.
+        back = torch.floor((dets[..., :1] + 0.5) / span) * span
         return torch.cat([dets[..., :4] - back, dets[..., 4:]], dim=-1), labels
 
     rpn_head.multiclass_nms = per_level_nms
