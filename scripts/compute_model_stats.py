@@ -28,6 +28,9 @@ What is counted (so the numbers can be compared with published ones):
   - SOLOv2 (single-stage): backbone + neck + the whole SOLOv2 mask head (kernel, category and
     mask-feature branches over all grids). Matrix NMS and the dynamic mask convolution of
     ``predict`` are post-processing and not counted.
+  - YOLACT (single-stage, but its ``mode='tensor'`` forward runs the loss): backbone + neck + box head
+    (scores, boxes, mask coefficients on every level) + the protonet. The prototype x coefficient
+    products, the crop and fast NMS are post-processing and not counted.
   - Mask R-CNN (two-stage): backbone + neck + RPN head convolutions, then the RoI heads as
     ``mode='tensor'`` runs them: the box head on ``test_cfg.rpn.max_per_img`` proposals
     (1000) and the mask head on the first 100 of them. ``mode='tensor'`` takes the proposals
@@ -110,7 +113,7 @@ def _flatten(outs: Any) -> list:
 def count_flops(model: Any, height: int, width: int) -> tuple[int, dict[str, int]]:
     """FLOPs (one multiply-add = 1) of the ``mode='tensor'`` forward of one image; unsupported ops."""
     import torch
-    from mmdet.models.detectors import TwoStageDetector
+    from mmdet.models.detectors import YOLACT, TwoStageDetector
     from mmengine.analysis import FlopAnalyzer
     from mmengine.structures import InstanceData
 
@@ -122,6 +125,9 @@ def count_flops(model: Any, height: int, width: int) -> tuple[int, dict[str, int
             self.model = model
 
         def forward(self, images: torch.Tensor) -> tuple:
+            if isinstance(self.model, YOLACT):  # its mode='tensor' forward needs ground truth (it runs the loss)
+                feats = self.model.extract_feat(images)
+                return tuple(_flatten(self.model.bbox_head(feats)) + [self.model.mask_head.protonet(feats[0])])
             if not isinstance(self.model, TwoStageDetector):
                 return tuple(_flatten(self.model._forward(images)))
             feats = self.model.extract_feat(images)

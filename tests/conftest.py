@@ -26,7 +26,8 @@ FAST_PARAMS = [
 # Fixtures that train or export a model, or run setup.sh: a test that uses one is `slow` (`pytest -m "not slow"`
 # skips it and runs in under 2 minutes).
 SLOW_FIXTURES = {"trained_run", "exported_ir", "half_precision_ir", "coins_run", "coins_ir", "solov2_ir", "int8_run",
-                 "pytorch_detector", "trained_server", "checkout"}
+                 "pytorch_detector", "trained_server", "checkout", "rtmdet_run", "rtmdet_ir", "yolact_run", "yolact_ir",
+                 "tiled_maskrcnn"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -2,10 +2,12 @@
 
 Only the dense network is quantized: convolutions and fully connected layers with constant weights in
 the backbone, neck, RPN and RoI heads. Everything else (box decoding, TopK, NMS, RoI feature
-extraction, mask pasting, SOLOv2's and RTMDet-Ins's dynamic kernels, matrix NMS) is in NNCF's ignored scope, so
+extraction, mask pasting, SOLOv2's and RTMDet-Ins's dynamic kernels, matrix NMS, YOLACT's fast NMS and
+prototype products) is in NNCF's ignored scope, so
 detections are not degraded and statistics collection never runs on dynamic-shape post-processing.
 The layers that turn features into scores and boxes (RPN objectness/regression, box classifier and
-regressor, mask logits, RTMDet-Ins's score/box/kernel outputs and mask projection) stay FP32 too: they
+regressor, mask logits, RTMDet-Ins's score/box/kernel outputs and mask projection, YOLACT's score/box/
+coefficient convs and prototype output) stay FP32 too: they
 are tiny and most sensitive to rounding.
 """
 
@@ -36,7 +38,10 @@ QUANTIZED_SCOPES = ("/backbone/", "/neck/", "/rpn_head/rpn_conv", "/bbox_head/sh
                     "/mask_head/mask_feature_head", "/mask_head/cls_convs", "/mask_head/kernel_convs",
                     # RTMDet-Ins: the shared conv towers and the mask feature convs (not their 1x1 outputs)
                     "/bbox_head/cls_convs", "/bbox_head/reg_convs", "/bbox_head/kernel_convs",
-                    "/bbox_head/mask_head/fusion_conv", "/bbox_head/mask_head/stacked_convs")
+                    "/bbox_head/mask_head/fusion_conv", "/bbox_head/mask_head/stacked_convs",
+                    # YOLACT: the head's shared conv and the protonet's 3x3 convs (not its 1x1 prototype output)
+                    "/bbox_head/head_convs", "/protonet/protonet.0/", "/protonet/protonet.2/",
+                    "/protonet/protonet.4/", "/protonet/protonet.8/")
 QUANTIZED_TYPES = {"Convolution", "GroupConvolution", "MatMul"}
 MIN_VALIDATION_IMAGES, MIN_VALIDATION_INSTANCES = 20, 50  # fewer: the accuracy bound is mostly noise
 

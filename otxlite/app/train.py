@@ -76,7 +76,7 @@ def train(
     runner besides otxlite's own; ``validate=False`` trains without a validation loop. ``device``: auto, cuda
     or cpu (``otxlite.training.device.use_device``), checked once the template and ``params`` are valid."""
     chosen = load_template(template)
-    hyper_parameters = apply_overrides(chosen.hyper_parameters, params or [])
+    hyper_parameters = apply_overrides(chosen.hyper_parameters, params or [], chosen.input_size_multiple)
     from otxlite.training.device import check_precision, use_device
 
     check_precision(hyper_parameters["learning_parameters"].get("precision", "auto"), use_device(device) == "cuda")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 import difflib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from otxlite.core.errors import OtxliteError
 TEMPLATES_ROOT = Path(__file__).resolve().parents[1] / "assets" / "templates"  # package data (top-level link: templates/)
 REQUIRED_KEYS = ("model_template_id", "name", "task_type", "model_config", "hyper_parameters")
 PRECISIONS = ("auto", "fp16", "bf16", "fp32")  # auto: mixed precision (fp16) on CUDA, fp32 on the CPU
+STRIDE = 32  # the coarsest feature map of the templates that pad to it: their input sides are multiples of it
 OTX, RTMDET = "otx", "rtmdet"  # the recipes a template may name (built by otxlite.training.recipes)
 RECIPES = (OTX, RTMDET)
 AUGMENTATIONS = ("auto", "mosaic", "plain")  # data.augmentation of the rtmdet recipe
@@ -48,6 +49,7 @@ class Template:
     size: float | None = None
     coco_checkpoint: str | None = None  # COCO-pretrained detector (URL or path) the training starts from
     recipe: str = OTX  # augmentation, optimizer and schedule (see otxlite.training.recipes)
+    input_size_multiple: int = STRIDE  # what data.input_size's sides must be a multiple of
 
     @property
     def pretrained_start(self) -> str:
@@ -87,8 +89,9 @@ def load_template_file(path: Path) -> Template:
     if not isinstance(raw["hyper_parameters"], dict):
         raise OtxliteError(f"Template {path}: `hyper_parameters` must be a mapping.")
     hyper_parameters = with_defaults(raw["hyper_parameters"])
+    input_size_multiple = int(raw.get("input_size_multiple", STRIDE))
     for key, value in flatten_keys(hyper_parameters).items():
-        check_allowed(key, value, source=f"Template {path}: hyper_parameters")
+        check_allowed(key, value, source=f"Template {path}: hyper_parameters", input_size_multiple=input_size_multiple)
     recipe = str(raw.get("recipe", OTX))
     if recipe not in RECIPES:
         raise OtxliteError(f"Template {path}: `recipe: {recipe}` is unknown; it must be one of {', '.join(RECIPES)} "
@@ -105,6 +108,7 @@ def load_template_file(path: Path) -> Template:
         size=raw.get("size"),
         coco_checkpoint=raw.get("coco_checkpoint"),
         recipe=recipe,
+        input_size_multiple=input_size_multiple,
     )
 
 
@@ -240,7 +244,6 @@ class Allowed:
             for v in values)
 
 
-STRIDE = 32  # the coarsest feature map of every template's network: input sizes must be multiples of it
 ALLOWED = {
     "learning_parameters.batch_size": Allowed(low=1),
     "learning_parameters.learning_rate": Allowed(low=0, low_open=True, high=10),
@@ -264,14 +267,18 @@ ALLOWED = {
 }
 
 
-def check_allowed(key: str, value: Any, source: str = "--param") -> None:
-    """Raise a one-paragraph error if ``value`` is outside the allowed values of ``key`` (see ``ALLOWED``)."""
+def check_allowed(key: str, value: Any, source: str = "--param", input_size_multiple: int = STRIDE) -> None:
+    """Raise a one-paragraph error if ``value`` is outside the allowed values of ``key`` (see ``ALLOWED``);
+    ``input_size_multiple``: the template's rule for ``data.input_size`` (YOLACT takes any size)."""
     allowed = ALLOWED.get(key)
+    if key == "data.input_size":
+        allowed = replace(allowed, multiple_of=input_size_multiple)
     if allowed is not None and not allowed.admits(value):
         raise OtxliteError(f"{source} {key}={value!r} is out of range: it must be {allowed.describe()}.")
 
 
-def apply_overrides(hyper_parameters: dict[str, Any], params: list[str]) -> dict[str, Any]:
+def apply_overrides(hyper_parameters: dict[str, Any], params: list[str],
+                    input_size_multiple: int = STRIDE) -> dict[str, Any]:
     """Return a copy of ``hyper_parameters`` with ``--param KEY=VALUE`` overrides applied."""
     result = copy.deepcopy(hyper_parameters)
     leaves = flatten_keys(hyper_parameters)
@@ -282,7 +289,7 @@ def apply_overrides(hyper_parameters: dict[str, Any], params: list[str]) -> dict
             hint = f" Similar keys: {', '.join(close)}." if close else ""
             raise OtxliteError(f"--param: unknown key '{key}'.{hint} Valid keys: {', '.join(leaves)}.")
         value = _check_type(key, leaves[key], value)
-        check_allowed(key, value)
+        check_allowed(key, value, input_size_multiple=input_size_multiple)
         *parents, last = key.split(".")
         node = result
         for part in parents:

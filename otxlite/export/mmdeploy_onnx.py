@@ -3,7 +3,7 @@
 mmdeploy's ``torch2onnx`` builds the MMDetection model, installs its rewriters (NMS as ONNX
 ``NonMaxSuppression``, RoI alignment over the FPN levels as OpenVINO's
 ``ExperimentalDetectronROIFeatureExtractor``, the mask head, SOLOv2's matrix NMS, otxlite's own
-RTMDet-Ins post-processing) and traces it
+RTMDet-Ins and YOLACT post-processing) and traces it
 with a static input of the training size. The graph starts after MMDetection's data preprocessor
 (it takes a normalised RGB tensor) and ends in three outputs:
 
@@ -11,7 +11,8 @@ with a static input of the training size. The graph starts after MMDetection's d
 - ``labels`` [1, N]: class ids, 0-based;
 - ``masks``: Mask R-CNN [1, N, 28, 28] per-box probabilities; SOLOv2 [1, N, H/4, W/4] full-image
   probabilities (mmdeploy gives SOLOv2 detections a box covering the whole input); RTMDet-Ins
-  [1, N, H/8, W/8] full-image logits beside its own boxes (otxlite's rewrite: ``rtmdet_ins``).
+  [1, N, H/8, W/8] full-image logits beside its own boxes (otxlite's rewrite: ``rtmdet_ins``); YOLACT
+  [1, N, H/4, W/4] full-image probabilities, each cropped to its box (otxlite's rewrite: ``yolact``).
 """
 
 from __future__ import annotations
@@ -37,9 +38,10 @@ ONNX_INPUT_NAME = "input"
 ONNX_OUTPUT_NAMES = ("dets", "labels", "masks")
 OPSET = 11
 SIZE_DIVISOR = 32  # FPN strides: the padded and the resized input must be the same size
+ANY_SIZE_MODELS = ("YOLACT",)  # no padding: its FPN resizes each level to the next one's size
 
 # The model types otxlite trains, and how their masks are laid out.
-MASK_LAYOUTS = {"MaskRCNN": "roi", "SOLOv2": "image", "RTMDet": "image"}
+MASK_LAYOUTS = {"MaskRCNN": "roi", "SOLOv2": "image", "RTMDet": "image", "YOLACT": "image"}
 BOXLESS_MODELS = ("SOLOv2",)
 LOGIT_MASK_MODELS = ("RTMDet",)  # masks output as logits: MMDetection resizes them before the sigmoid  # box-free models: mmdeploy gives every detection the whole input as its box
 
@@ -80,7 +82,7 @@ def model_spec(config: Any) -> ModelSpec:
         raise OtxliteError(f"Export supports {', '.join(MASK_LAYOUTS)} models; this weights.pth holds a "
                            f"'{model.type}'.")
     width, height = input_size_of(config)
-    if width % SIZE_DIVISOR or height % SIZE_DIVISOR:
+    if model.type not in ANY_SIZE_MODELS and (width % SIZE_DIVISOR or height % SIZE_DIVISOR):
         raise OtxliteError(f"The model was trained at {width}x{height}; export needs sides divisible by "
                            f"{SIZE_DIVISOR} (the FPN pads to that). Retrain with such a data.input_size.")
     preprocessor = model.data_preprocessor
@@ -142,6 +144,7 @@ def export_onnx(weights: Path, config: Any, spec: ModelSpec, work_dir: Path) -> 
     import mmdeploy.apis
 
     import otxlite.export.rtmdet_ins  # noqa: F401  (registers otxlite's RTMDet-Ins rewrite for OpenVINO)
+    import otxlite.export.yolact  # noqa: F401  (and its YOLACT rewrites)
 
     width, height = spec.input_size
     sample = np.random.default_rng(0).integers(0, 256, size=(height, width, 3), dtype=np.uint8)

@@ -1,0 +1,78 @@
+"""YOLACT-MobileNetV2: its 550 px template, and a model that learned (the coins photo) through export with
+otxlite's own post-processing, PyTorch vs IR parity, INT8, predict and serve."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from otxlite.core.errors import OtxliteError
+from otxlite.core.templates import apply_overrides, load_template
+from test_rtmdet import check_int8_predict_and_serve, check_ir_matches_pytorch
+
+COINS_PARAMS = ["learning_parameters.num_iters=120", "learning_parameters.batch_size=2",
+                "learning_parameters.learning_rate_warmup_iters=20",
+                "data.input_size=[256,256]", "learning_parameters.num_workers=0"]
+
+
+def test_template_takes_any_input_size_where_fpn_templates_take_multiples_of_32() -> None:
+    """YOLACT does not pad its input (its FPN resizes each level to the next one's size): 550, its published
+    size, is its default and any size is allowed; Mask R-CNN pads to 32 and says so."""
+    yolact = load_template("YOLACT-MobileNetV2")
+    assert yolact.hyper_parameters["data"]["input_size"] == [550, 550]
+    sized = apply_overrides(yolact.hyper_parameters, ["data.input_size=[500,375]"], yolact.input_size_multiple)
+    assert sized["data"]["input_size"] == [500, 375]
+    maskrcnn = load_template("MaskRCNN-EfficientNetB2B")
+    with pytest.raises(OtxliteError, match="a multiple of 32"):
+        apply_overrides(maskrcnn.hyper_parameters, ["data.input_size=[500,375]"], maskrcnn.input_size_multiple)
+
+
+@pytest.fixture(scope="module")
+def yolact_run(coins: Path, tmp_path_factory: pytest.TempPathFactory):
+    """YOLACT-MobileNetV2 trained from random weights on the coins photo (120 epochs at 256 px)."""
+    from otxlite.app.train import train
+
+    return train("YOLACT-MobileNetV2", coins, output=tmp_path_factory.mktemp("yolact_run"), pretrained=False,
+                 params=COINS_PARAMS)
+
+
+@pytest.fixture(scope="module")
+def yolact_ir(yolact_run, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from otxlite.app.export import export_openvino
+
+    return export_openvino(yolact_run.weights, tmp_path_factory.mktemp("yolact_ir"))
+
+
+def test_the_ir_gives_box_cropped_mask_probabilities_at_stride_4(yolact_ir: Path, coins_val: Path) -> None:
+    """Masks over the whole input at H/4 x W/4, zero outside each detection's box (plus one prototype cell)."""
+    import openvino as ov
+
+    from otxlite.core.artifacts import read_metadata
+
+    model = ov.Core().read_model(yolact_ir)
+    metadata = read_metadata(model, yolact_ir)
+    assert (metadata.model_type, metadata.mask_layout, metadata.box_source, metadata.mask_values) == (
+        "YOLACT", "image", "model", "probabilities")
+    compiled = ov.Core().compile_model(model, "CPU")
+    image = cv2.resize(cv2.imread(str(next(coins_val.glob("images/val/*.png")))), (256, 256))
+    outputs = compiled(image.transpose(2, 0, 1)[None].astype(np.float32))
+    masks, boxes = outputs[compiled.output("masks")], outputs[compiled.output("boxes")]
+    found = boxes[:, 4] > 0.3
+    assert masks.shape[1:] == (64, 64) and masks.shape[0] == boxes.shape[0] and found.sum() >= 3
+    assert masks.min() >= 0 and masks.max() <= 1
+    for mask, box in zip(masks[found], boxes[found, :4] / 4):
+        ys, xs = np.nonzero(mask > 0)
+        assert xs.min() >= np.floor(box[0]) - 1 and xs.max() < np.ceil(box[2]) + 1
+        assert ys.min() >= np.floor(box[1]) - 1 and ys.max() < np.ceil(box[3]) + 1
+
+
+def test_ir_matches_pytorch_on_a_model_that_learned(yolact_run, yolact_ir: Path, coins_val: Path,
+                                                   tmp_path: Path) -> None:
+    check_ir_matches_pytorch(yolact_run.weights, yolact_ir, coins_val, tmp_path, min_iou=0.95)
+
+
+def test_int8_predict_and_serve(yolact_ir: Path, coins: Path, coins_val: Path, tmp_path: Path) -> None:
+    check_int8_predict_and_serve(yolact_ir, coins, coins_val, tmp_path)
