@@ -12,7 +12,8 @@ with the same number of epochs, batch size and input size:
 * ``plain``: the same MMDetection model config through mmengine's ``Runner`` with MMDetection's own
   recipe for it, scaled to the same budget (the same warmup iterations): for Mask R-CNN and SOLOv2
   ``mask-rcnn_r50_fpn_1x_coco``'s (keep-ratio resize + flip, SGD lr 0.02, momentum 0.9, weight decay
-  1e-4, steps x0.1 at 8/12 and 11/12 of the epochs), for RTMDet-Ins ``rtmdet-ins_tiny_8xb32-300e_coco``'s
+  1e-4, steps x0.1 at 8/12 and 11/12 of the epochs), for YOLACT ``yolact_r50_1xb8-55e_coco``'s (expand,
+  min-IoU crop, photometric distortion, SGD 0.001, four steps), for RTMDet-Ins ``rtmdet-ins_tiny_8xb32-300e_coco``'s
   (cached mosaic and mix-up, AdamW 0.004, cosine decay over the second half, EMA, stage 2 without
   mosaic for the last 20/300 of the epochs); validated with MMDetection's ``CocoMetric`` at the same
   epochs as otxlite. Its result is the best validation mask mAP over the run (what ``save_best`` keeps).
@@ -98,6 +99,25 @@ def mask_rcnn_recipe(scale: tuple[int, int], epochs: int) -> dict[str, Any]:
         custom_hooks=[])
 
 
+def yolact_recipe(scale: tuple[int, int], epochs: int) -> dict[str, Any]:
+    """MMDetection's ``yolact_r50_1xb8-55e_coco`` recipe (expand, min-IoU crop, plain resize, flip, photometric
+    distortion; SGD 0.001, steps x0.1 at 20, 42, 49 and 52 of 55 epochs), scaled to ``epochs``."""
+    mean = [123.68, 116.78, 103.94]
+    return dict(
+        train_pipeline=[
+            dict(type="FilterAnnotations", min_gt_bbox_wh=(4.0, 4.0)),
+            dict(type="Expand", mean=mean, to_rgb=True, ratio_range=(1, 4)),
+            dict(type="MinIoURandomCrop", min_ious=(0.1, 0.3, 0.5, 0.7, 0.9), min_crop_size=0.3),
+            dict(type="Resize", scale=scale, keep_ratio=False), dict(type="RandomFlip", prob=0.5),
+            dict(type="PhotoMetricDistortion", brightness_delta=32, contrast_range=(0.5, 1.5),
+                 saturation_range=(0.5, 1.5), hue_delta=18)],
+        test_resize=[dict(type="Resize", scale=scale, keep_ratio=False)],
+        optim_wrapper=dict(type="OptimWrapper", optimizer=dict(type="SGD", lr=1e-3, momentum=0.9, weight_decay=5e-4)),
+        param_scheduler=[dict(type="MultiStepLR", begin=0, end=epochs, by_epoch=True,
+                              milestones=[round(epochs * m / 55) for m in (20, 42, 49, 52)], gamma=0.1)],
+        custom_hooks=[])
+
+
 def rtmdet_recipe(scale: tuple[int, int], epochs: int) -> dict[str, Any]:
     """MMDetection's ``rtmdet-ins_tiny_8xb32-300e_coco`` recipe (mosaic, mix-up, AdamW 0.004, cosine over the
     second half, EMA, the last 20/300 of the epochs without mosaic), scaled to ``epochs``."""
@@ -129,8 +149,8 @@ def rtmdet_recipe(scale: tuple[int, int], epochs: int) -> dict[str, Any]:
 
 def plain_config(template: str, data: Path, work_dir: Path, epochs: int, batch: int, size: int,
                  val_interval: int, labels: list[str]) -> Path:
-    """MMDetection's own recipe for the template's model (Mask R-CNN's default, or RTMDet-Ins's), as a config
-    file."""
+    """MMDetection's own recipe for the template's model (Mask R-CNN's default, RTMDet-Ins's or YOLACT's), as a
+    config file."""
     from mmengine.config import Config
 
     from otxlite.training.config import drop_pretrained, load_model_config
@@ -140,7 +160,12 @@ def plain_config(template: str, data: Path, work_dir: Path, epochs: int, batch: 
     chosen = load_template(template)
     model, imports = load_model_config(chosen, len(labels))
     drop_pretrained(model)
-    recipe = (rtmdet_recipe if chosen.recipe == RTMDET else mask_rcnn_recipe)((size, size), epochs)
+    if chosen.recipe == RTMDET:
+        recipe = rtmdet_recipe((size, size), epochs)
+    elif model["type"] == "YOLACT":
+        recipe = yolact_recipe((size, size), epochs)
+    else:
+        recipe = mask_rcnn_recipe((size, size), epochs)
     load = [dict(type="LoadImageFromFile"), dict(type="LoadAnnotations", with_bbox=True, with_mask=True)]
     train_pipeline = [*load, *recipe["train_pipeline"], dict(type="PackDetInputs")]
     test_pipeline = [dict(type="LoadImageFromFile"), *recipe["test_resize"],

@@ -92,7 +92,7 @@ def test_find_lists_all_templates_with_stats():
     result = otxlite("find")
     assert result.returncode == 0, result.stderr
     templates = list_templates()
-    assert len(templates) == 10
+    assert len(templates) == 11
     for template in templates:
         row = next((line for line in result.stdout.splitlines() if f" {template.name} " in line), None)
         assert row is not None, (template.name, result.stdout)
