@@ -212,12 +212,18 @@ def plain_run(template: str, data: Path, out: Path, epochs: int, batch: int, siz
     code = ("import sys; from mmengine.config import Config; from mmengine.runner import Runner; "
             "Runner.from_cfg(Config.fromfile(sys.argv[1])).train()")
     start = time.perf_counter()
-    _run([sys.executable, "-c", code, str(config)], out.with_suffix(".log"))
-    scalars = sorted(out.glob("*/vis_data/scalars.json"))[-1]
-    curve = [[int(e["step"]), float(e["coco/segm_mAP"])] for e in map(json.loads, scalars.read_text().splitlines())
-             if "coco/segm_mAP" in e]
-    return {"curve": curve, "mask_mAP": max((m for _, m in curve), default=0.0), "last_mask_mAP": curve[-1][1],
-            "epochs_run": epochs, "seconds": round(time.perf_counter() - start, 1)}
+    failed = None
+    try:
+        _run([sys.executable, "-c", code, str(config)], out.with_suffix(".log"))
+    except SystemExit as err:  # e.g. MMDetection's YOLACT stops on NaN scores: its recipe has no gradient clipping
+        failed = str(err).splitlines()[-1]
+        print(f"  plain run failed: {failed}", flush=True)
+    scalars = sorted(out.glob("*/vis_data/scalars.json"))
+    curve = [[int(e["step"]), float(e["coco/segm_mAP"])] for e in map(json.loads, scalars[-1].read_text().splitlines())
+             if "coco/segm_mAP" in e] if scalars else []
+    return {"curve": curve, "mask_mAP": max((m for _, m in curve), default=0.0),
+            "last_mask_mAP": curve[-1][1] if curve else 0.0, "epochs_run": curve[-1][0] if failed and curve else epochs,
+            "seconds": round(time.perf_counter() - start, 1), "failed": failed}
 
 
 def _run(command: list[str], log: Path) -> None:
@@ -267,8 +273,9 @@ def table(results: dict[str, Any]) -> str:
             ratio = f"{otx['mask_mAP'] / plain['mask_mAP']:.2f}"
         else:
             ratio = "both 0" if otx["mask_mAP"] == 0 else "plain 0"
+        failed = f", failed: {plain['failed']}" if plain.get("failed") else ""
         lines.append(f"| {name} | {row['epochs']} x {row['batch']}, {row['size']} px | {otx['mask_mAP']:.3f} "
-                     f"({otx['epochs_run']}) | {plain['mask_mAP']:.3f} ({plain['last_mask_mAP']:.3f}) | {ratio} |")
+                     f"({otx['epochs_run']}) | {plain['mask_mAP']:.3f} ({plain['last_mask_mAP']:.3f}{failed}) | {ratio} |")
     return "\n".join(lines)
 
 

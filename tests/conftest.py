@@ -27,7 +27,7 @@ FAST_PARAMS = [
 # skips it and runs in under 2 minutes).
 SLOW_FIXTURES = {"trained_run", "exported_ir", "half_precision_ir", "coins_run", "coins_ir", "solov2_ir", "int8_run",
                  "pytorch_detector", "trained_server", "checkout", "rtmdet_run", "rtmdet_ir", "yolact_run", "yolact_ir",
-                 "tiled_maskrcnn"}
+                 "tiled_maskrcnn", "tiled_coins"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

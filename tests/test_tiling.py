@@ -3,6 +3,7 @@ and tiled inference through the OpenVINO Predictor."""
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
@@ -180,6 +181,10 @@ def test_tiling_settings_travel_from_training_to_the_ir(tiled_maskrcnn) -> None:
     # the training tiles are the images the model was fit on: 128 px crops of the 384 px images
     tiles = json.loads(next((weights.parents[1] / "data" / "tiles").glob("train.json")).read_text())
     assert tiles["images"] and all(i["width"] <= TILE and i["height"] <= TILE for i in tiles["images"])
+    # validation ran on the one whole validation image (tiled in PyTorch), not on its tiles
+    with open(weights.parents[1] / "results.csv", newline="") as f:
+        validated = [row for row in csv.DictReader(f) if row.get("val/num_images")]
+    assert validated and {float(row["val/num_images"]) for row in validated} == {1.0}
 
 
 @pytest.mark.slow
@@ -217,3 +222,27 @@ def test_predict_and_eval_tile_a_tiled_model(tiled_maskrcnn, tmp_path: Path) -> 
     assert run.returncode == 0, run.stderr[-2000:]
     assert "evaluated as it deploys, through its IR on tiles merged into whole images" in " ".join(run.stdout.split())
     assert json.loads((tmp_path / "eval" / "performance.json").read_text())["num_images"] == 3  # train + val
+
+
+@pytest.fixture(scope="module")
+def tiled_coins(coins: Path, tmp_path_factory: pytest.TempPathFactory):
+    """RTMDet-Ins-tiny trained from random weights on 128 px tiles of the coins photo; its validation tile is
+    validated whole, tiled in PyTorch."""
+    from otxlite.app.train import train
+
+    return train("RTMDet-Ins-tiny", coins, output=tmp_path_factory.mktemp("tiled_coins"), pretrained=False, params=[
+        "tiling.enable=true", f"tiling.tile_size={TILE}", "tiling.overlap=0.25", f"data.input_size=[{TILE},{TILE}]",
+        "learning_parameters.num_iters=60", "learning_parameters.batch_size=4",
+        "learning_parameters.learning_rate_warmup_iters=20", "learning_parameters.num_workers=0"])
+
+
+def test_tiled_model_scores_the_same_in_pytorch_and_as_an_ir(tiled_coins, coins_val: Path, tmp_path: Path) -> None:
+    """On a tiled model that learned, training's validation (PyTorch, whole image tiled and merged) and the
+    IR's tiled evaluation of the same image give the same mask mAP (within 0.01)."""
+    from otxlite.app.evaluate import evaluate
+    from otxlite.app.export import export_openvino
+
+    pytorch = json.loads((tiled_coins.run_dir / "performance.json").read_text())
+    assert pytorch["num_images"] == 1 and pytorch["mask_mAP"] >= 0.3, f"the model must have learned: {pytorch}"
+    ir, _ = evaluate(export_openvino(tiled_coins.weights, tmp_path / "ir"), coins_val, tmp_path / "eval")
+    assert abs(ir["mask_mAP"] - pytorch["mask_mAP"]) <= 0.01, (ir["mask_mAP"], pytorch["mask_mAP"])

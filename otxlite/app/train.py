@@ -110,7 +110,7 @@ def train(
         auto = " (auto: from the training objects' sizes)" if hyper_parameters["tiling"]["tile_size"] == AUTO else ""
         data, cut = tile_training_data(data, tiling, run_dir / "data" / "tiles")
         console.print(f"Tiling: {tiling.tile_size} px tiles{auto}, overlap {tiling.overlap:g}; {cut}. Validation "
-                      "runs on the validation tiles; eval, predict and serve tile whole images and merge.")
+                      "tiles the whole validation images and merges, as eval, predict and serve do.")
 
     from otxlite.training.checkpoint import trusted_mmengine_checkpoints
     from otxlite.training.config import build_runner_config, load_model_config, pretrained_checkpoints
@@ -132,9 +132,7 @@ def train(
         chosen, hyper_parameters, data.labels, data.subsets["train"].ann_file, data.subsets["val"].ann_file
         if validate and data.subsets["val"].stats.images else None, run_dir / "logs",
         num_train_images=data.subsets["train"].stats.images, pretrained_start=start,
-        load_from=resume_from or load_weights, resume=resume_from is not None)
-    if tiling is not None:  # weights.pth carries it to export, eval and predict
-        cfg["otxlite_tiling"] = tiling.to_dict()
+        load_from=resume_from or load_weights, resume=resume_from is not None, tiling=tiling)
     if chosen.recipe == RTMDET:
         console.print(describe_augmentation(hyper_parameters["data"].get("augmentation", "auto"),
                                             data.subsets["train"].stats.images))

@@ -138,14 +138,12 @@ def _bbox(mask: np.ndarray) -> list[float]:
 
 def tile_training_data(data: PreparedData, settings: TilingSettings, out_dir: Path, seed: int = 0
                        ) -> tuple[PreparedData, str]:
-    """``data`` with its train and validation subsets replaced by their tiles (the validation keeps every tile),
-    and a line saying what was cut."""
-    subsets, parts = {}, []
-    for name, subset in data.subsets.items():
-        every_tile = settings if name == "train" else replace(settings, sampling_ratio=1.0)
-        ann_file, stats = tile_subset(subset.ann_file, out_dir, every_tile, seed=seed)
-        subsets[name] = PreparedSubset(name, ann_file, replace(subset.stats, images=stats.tiles))
-        parts.append(f"{name} {stats.images} images -> {stats.tiles} tiles ({stats.negatives_kept} without objects "
-                     f"kept, {stats.negatives_dropped} dropped; {stats.partial_instances} instances cut at a tile "
-                     f"edge, {stats.slivers_dropped} slivers dropped)")
-    return replace(data, subsets=subsets), "; ".join(parts)
+    """``data`` with its train subset replaced by its tiles (validation keeps whole images: it is tiled as the
+    runtime tiles), and a line saying what was cut."""
+    train = data.subsets["train"]
+    ann_file, stats = tile_subset(train.ann_file, out_dir, settings, seed=seed)
+    subsets = {**data.subsets, "train": PreparedSubset("train", ann_file, replace(train.stats, images=stats.tiles))}
+    cut = (f"train {stats.images} images -> {stats.tiles} tiles ({stats.negatives_kept} without objects kept, "
+           f"{stats.negatives_dropped} dropped; {stats.partial_instances} instances cut at a tile edge, "
+           f"{stats.slivers_dropped} slivers dropped)")
+    return replace(data, subsets=subsets), cut

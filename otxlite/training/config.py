@@ -21,9 +21,10 @@ from otxlite.core.artifacts import input_size_of
 from otxlite.training.device import cuda_settings
 from otxlite.training.pretrained import COCO, IMAGENET, RANDOM
 from otxlite.training.recipes import (RTMDET, cosine_decay, optimizer, recipe_hooks, test_pipeline, train_pipeline,
-                                    uses_mosaic)
+                                    uses_mosaic, whole_image_pipeline)
 from otxlite.core.errors import OtxliteError
 from otxlite.core.templates import Template
+from otxlite.core.tiling import TilingSettings
 
 MONITOR = "coco/mask_mAP"  # validation metric that drives LR plateau, early stopping and the best checkpoint
 MIN_ITERS_BETWEEN_VALIDATIONS = 5  # tiny datasets: validate every few epochs rather than after each iteration
@@ -230,8 +231,10 @@ def build_runner_config(
     pretrained_start: str = RANDOM,
     load_from: Path | None = None,
     resume: bool = False,
+    tiling: TilingSettings | None = None,
 ) -> Config:
-    """The complete mmengine Config of a training run (``pretrained_start``: see ``apply_pretrained_start``)."""
+    """The complete mmengine Config of a training run (``pretrained_start``: see ``apply_pretrained_start``).
+    With ``tiling``, ``train_ann`` holds the training tiles and validation tiles the whole ``val_ann`` images."""
     learning = hyper_parameters["learning_parameters"]
     input_size = hyper_parameters["data"]["input_size"]
     model, imports = load_model_config(template, len(labels))
@@ -304,10 +307,14 @@ def build_runner_config(
         load_from=str(load_from) if load_from else None,
         resume=resume,
     )
+    if tiling is not None:  # weights.pth carries it to export, eval and predict
+        cfg["otxlite_tiling"] = tiling.to_dict()
     if val_ann is not None:
         cfg.update(
-            val_dataloader=dataloader(val_ann, labels, test_pipeline(size), 1, workers, shuffle=False),
-            val_cfg=dict(type="ValLoop"),
+            val_dataloader=dataloader(val_ann, labels, test_pipeline(size) if tiling is None else whole_image_pipeline(),
+                                      1, workers, shuffle=False),
+            val_cfg=dict(type="ValLoop") if tiling is None else dict(type="TiledValLoop", tiling=tiling.to_dict(),
+                                                                     input_size=list(size)),
             val_evaluator=dict(type="InstanceSegMetric", ann_file=str(val_ann), labels=labels),
         )
     cuda_settings(cfg, learning.get("precision", "auto"), cuda)  # mixed precision and pinned memory on CUDA

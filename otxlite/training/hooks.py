@@ -209,6 +209,7 @@ class PlotsHook(Hook):
 
         from otxlite.core.artifacts import load_weights
         from otxlite.report.visualize import draw_instances
+        from otxlite.training.tiled_validation import TiledValLoop
 
         model = _unwrap(runner.model)
         if self.weights_path.is_file():
@@ -217,7 +218,8 @@ class PlotsHook(Hook):
         tiles = []
         with torch.no_grad():
             for data_batch in runner.val_loop.dataloader:
-                for sample in model.val_step(data_batch):
+                tiled = isinstance(runner.val_loop, TiledValLoop)
+                for sample in runner.val_loop.predict(data_batch) if tiled else model.val_step(data_batch):
                     pred = sample.pred_instances
                     keep = pred.scores >= 0.3
                     image = cv2.imread(sample.img_path)

@@ -44,6 +44,15 @@ def test_pipeline(input_size: tuple[int, int]) -> list[dict[str, Any]]:
     ]
 
 
+def whole_image_pipeline() -> list[dict[str, Any]]:
+    """Validation of a model trained on tiles: whole images at their own size (the loop cuts the tiles)."""
+    return [
+        dict(type="LoadImageFromFile"),
+        dict(type="LoadAnnotations", with_bbox=True, with_mask=True),
+        dict(type="PackDetInputs", meta_keys=("img_id", "img_path", "ori_shape", "img_shape")),
+    ]
+
+
 def _plain_train_pipeline(input_size: tuple[int, int], color_jitter: bool) -> list[dict[str, Any]]:
     jitter = [dict(type="YOLOXHSVRandomAug")] if color_jitter else []
     return [*_load(), dict(type="Resize", scale=tuple(input_size), keep_ratio=False), *jitter,
