@@ -180,7 +180,7 @@ def phase_pytorch(spec: dict[str, Any]) -> dict[str, Any]:
     torch.set_num_threads(usable_cores())
     template = load_template(spec["template"])
     size = int(spec["size"])
-    hyper = apply_overrides(template.hyper_parameters, [f"data.input_size=[{size},{size}]"])
+    hyper = apply_overrides(template.hyper_parameters, [f"data.input_size=[{size},{size}]"], template.input_size_multiple)
     cfg = build_runner_config(template, hyper, spec["labels"], Path(spec["train_ann"]), None,
                               Path(spec["work_dir"]), num_train_images=1, pretrained_start="random")
     if "score_thr" in cfg.model.test_cfg and "rcnn" not in cfg.model.test_cfg:  # single-stage (RTMDet-Ins)
