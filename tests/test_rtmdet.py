@@ -96,36 +96,49 @@ def test_masks_of_a_non_square_image_have_its_shape() -> None:
     assert float(found.bboxes[:, 2].max()) <= 90 * 1.5 and float(found.bboxes[:, 3].max()) <= 200 * 1.5
 
 
-@pytest.fixture(scope="module")
-def rtmdet_run(coins: Path, tmp_path_factory: pytest.TempPathFactory):
-    """RTMDet-Ins-tiny trained from random weights on the coins photo (60 epochs at 256 px)."""
+def trained_on_coins(template: str, coins: Path, tmp_path_factory: pytest.TempPathFactory, params: list[str]):
+    """``template`` trained from random weights on the coins photo, with ``params``."""
     from otxlite.app.train import train
 
-    return train("RTMDet-Ins-tiny", coins, output=tmp_path_factory.mktemp("rtmdet_run"), pretrained=False,
-                 params=COINS_PARAMS)
+    return train(template, coins, output=tmp_path_factory.mktemp("coins_run"), pretrained=False, params=params)
 
 
-@pytest.fixture(scope="module")
-def rtmdet_ir(rtmdet_run, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def exported(run, tmp_path_factory: pytest.TempPathFactory) -> Path:
     from otxlite.app.export import export_openvino
 
-    return export_openvino(rtmdet_run.weights, tmp_path_factory.mktemp("rtmdet_ir"))
+    return export_openvino(run.weights, tmp_path_factory.mktemp("coins_ir"))
 
 
-def test_the_ir_keeps_mask_logits_at_stride_8_beside_the_boxes(rtmdet_ir: Path, coins_val: Path) -> None:
+def ir_layout_and_outputs(xml: Path, coins_val: Path) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
+    """The IR's (model type, mask layout, box source, mask values) from its rt_info, and its raw ``boxes`` and
+    ``masks`` for the coins validation tile at 256 px."""
     import openvino as ov
 
     from otxlite.core.artifacts import read_metadata
 
-    model = ov.Core().read_model(rtmdet_ir)
-    metadata = read_metadata(model, rtmdet_ir)
-    assert (metadata.model_type, metadata.mask_layout, metadata.box_source, metadata.mask_values) == (
-        "RTMDet", "image", "model", "logits")
+    model = ov.Core().read_model(xml)
+    metadata = read_metadata(model, xml)
     compiled = ov.Core().compile_model(model, "CPU")
     image = cv2.resize(cv2.imread(str(next(coins_val.glob("images/val/*.png")))), (256, 256))
     outputs = compiled(image.transpose(2, 0, 1)[None].astype(np.float32))
-    masks = outputs[compiled.output("masks")]
-    boxes = outputs[compiled.output("boxes")]
+    layout = (metadata.model_type, metadata.mask_layout, metadata.box_source, metadata.mask_values)
+    return layout, outputs[compiled.output("boxes")], outputs[compiled.output("masks")]
+
+
+@pytest.fixture(scope="module")
+def rtmdet_run(coins: Path, tmp_path_factory: pytest.TempPathFactory):
+    """RTMDet-Ins-tiny trained from random weights on the coins photo (60 epochs at 256 px)."""
+    return trained_on_coins("RTMDet-Ins-tiny", coins, tmp_path_factory, COINS_PARAMS)
+
+
+@pytest.fixture(scope="module")
+def rtmdet_ir(rtmdet_run, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return exported(rtmdet_run, tmp_path_factory)
+
+
+def test_the_ir_keeps_mask_logits_at_stride_8_beside_the_boxes(rtmdet_ir: Path, coins_val: Path) -> None:
+    layout, boxes, masks = ir_layout_and_outputs(rtmdet_ir, coins_val)
+    assert layout == ("RTMDet", "image", "model", "logits")
     assert masks.shape[1:] == (32, 32) and masks.shape[0] == boxes.shape[0] > 0
     assert masks.min() < 0 < masks.max()  # logits: background below 0, the coin above
 

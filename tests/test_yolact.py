@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 
 from otxlite.core.errors import OtxliteError
 from otxlite.core.templates import apply_overrides, load_template
-from test_rtmdet import check_int8_predict_and_serve, check_ir_matches_pytorch
+from test_rtmdet import (check_int8_predict_and_serve, check_ir_matches_pytorch, exported,
+                         ir_layout_and_outputs, trained_on_coins)
 
 COINS_PARAMS = ["learning_parameters.num_iters=120", "learning_parameters.batch_size=2",
                 "learning_parameters.learning_rate_warmup_iters=20",
@@ -33,33 +33,18 @@ def test_template_takes_any_input_size_where_fpn_templates_take_multiples_of_32(
 @pytest.fixture(scope="module")
 def yolact_run(coins: Path, tmp_path_factory: pytest.TempPathFactory):
     """YOLACT-MobileNetV2 trained from random weights on the coins photo (120 epochs at 256 px)."""
-    from otxlite.app.train import train
-
-    return train("YOLACT-MobileNetV2", coins, output=tmp_path_factory.mktemp("yolact_run"), pretrained=False,
-                 params=COINS_PARAMS)
+    return trained_on_coins("YOLACT-MobileNetV2", coins, tmp_path_factory, COINS_PARAMS)
 
 
 @pytest.fixture(scope="module")
 def yolact_ir(yolact_run, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from otxlite.app.export import export_openvino
-
-    return export_openvino(yolact_run.weights, tmp_path_factory.mktemp("yolact_ir"))
+    return exported(yolact_run, tmp_path_factory)
 
 
 def test_the_ir_gives_box_cropped_mask_probabilities_at_stride_4(yolact_ir: Path, coins_val: Path) -> None:
     """Masks over the whole input at H/4 x W/4, zero outside each detection's box (plus one prototype cell)."""
-    import openvino as ov
-
-    from otxlite.core.artifacts import read_metadata
-
-    model = ov.Core().read_model(yolact_ir)
-    metadata = read_metadata(model, yolact_ir)
-    assert (metadata.model_type, metadata.mask_layout, metadata.box_source, metadata.mask_values) == (
-        "YOLACT", "image", "model", "probabilities")
-    compiled = ov.Core().compile_model(model, "CPU")
-    image = cv2.resize(cv2.imread(str(next(coins_val.glob("images/val/*.png")))), (256, 256))
-    outputs = compiled(image.transpose(2, 0, 1)[None].astype(np.float32))
-    masks, boxes = outputs[compiled.output("masks")], outputs[compiled.output("boxes")]
+    layout, boxes, masks = ir_layout_and_outputs(yolact_ir, coins_val)
+    assert layout == ("YOLACT", "image", "model", "probabilities")
     found = boxes[:, 4] > 0.3
     assert masks.shape[1:] == (64, 64) and masks.shape[0] == boxes.shape[0] and found.sum() >= 3
     assert masks.min() >= 0 and masks.max() <= 1

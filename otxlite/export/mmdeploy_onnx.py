@@ -42,8 +42,8 @@ ANY_SIZE_MODELS = ("YOLACT",)  # no padding: its FPN resizes each level to the n
 
 # The model types otxlite trains, and how their masks are laid out.
 MASK_LAYOUTS = {"MaskRCNN": "roi", "SOLOv2": "image", "RTMDet": "image", "YOLACT": "image"}
-BOXLESS_MODELS = ("SOLOv2",)
-LOGIT_MASK_MODELS = ("RTMDet",)  # masks output as logits: MMDetection resizes them before the sigmoid  # box-free models: mmdeploy gives every detection the whole input as its box
+BOXLESS_MODELS = ("SOLOv2",)  # box-free models: mmdeploy gives every detection the whole input as its box
+LOGIT_MASK_MODELS = ("RTMDet",)  # masks output as logits: MMDetection resizes them before the sigmoid
 
 
 @dataclass(frozen=True)

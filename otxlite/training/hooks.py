@@ -215,11 +215,11 @@ class PlotsHook(Hook):
         if self.weights_path.is_file():
             model.load_state_dict(load_weights(self.weights_path)["state_dict"])
         model.eval()
+        predict = runner.val_loop.predict if isinstance(runner.val_loop, TiledValLoop) else model.val_step
         tiles = []
         with torch.no_grad():
             for data_batch in runner.val_loop.dataloader:
-                tiled = isinstance(runner.val_loop, TiledValLoop)
-                for sample in runner.val_loop.predict(data_batch) if tiled else model.val_step(data_batch):
+                for sample in predict(data_batch):
                     pred = sample.pred_instances
                     keep = pred.scores >= 0.3
                     image = cv2.imread(sample.img_path)
