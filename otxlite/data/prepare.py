@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,13 @@ class PreparedSubset:
     name: str
     ann_file: Path
     stats: ConversionStats
+
+
+def masks_are_polygons(ann_file: Path) -> bool:
+    """Whether every instance mask of a COCO file is a list of polygons (crowd regions aside: training
+    ignores them whatever their form)."""
+    annotations = json.loads(Path(ann_file).read_text())["annotations"]
+    return all(isinstance(a.get("segmentation", []), list) for a in annotations if not a.get("iscrowd"))
 
 
 @dataclass

@@ -35,6 +35,7 @@ _MIN_PART_FRACTION = 0.0015  # smallest connected visible part, as a fraction of
 _PLACEMENT_TRIES = 25
 _JPEG_QUALITY = 95
 _SHIFT = 4  # cv2 fixed-point bits for sub-pixel drawing
+DISC_POINTS = 24  # polygon points of a generated small disc
 
 ShapeDrawer = Callable[[np.ndarray, np.ndarray], None]  # draw(mask, center) fills the shape with 1
 
@@ -374,11 +375,11 @@ def _compressed_rle(mask: np.ndarray) -> dict:
 def make_small_objects_dataset(out_dir: Path, num_train: int = 4, num_val: int = 2, size: int = 1024,
                                objects: int = 40, object_px: tuple[int, int] = (10, 30), seed: int = 0) -> Path:
     """Large images with many small objects (discs and squares of ``object_px`` pixels across, never touching),
-    the case tiling is for; COCO layout as ``make_sample_dataset`` (RLE masks)."""
-    from pycocotools import mask as mask_utils
-
+    the case tiling is for; COCO layout as ``make_sample_dataset``, masks as polygons (a disc's has 24 points;
+    each shape is painted from its own polygon)."""
     out_dir = Path(out_dir)
     (out_dir / "annotations").mkdir(parents=True, exist_ok=True)
+    angles = np.linspace(0, 2 * np.pi, DISC_POINTS, endpoint=False)
     for subset_index, (subset, count) in enumerate(zip(SUBSETS, (num_train, num_val))):
         rng = np.random.default_rng([seed, 7, subset_index])
         image_dir = out_dir / "images" / subset
@@ -393,19 +394,16 @@ def make_small_objects_dataset(out_dir: Path, num_train: int = 4, num_val: int =
                 x0, y0 = (int(v) for v in rng.integers(0, size - side, 2))
                 if taken[max(y0 - 2, 0):y0 + side + 2, max(x0 - 2, 0):x0 + side + 2].any():
                     continue
-                mask = np.zeros((size, size), np.uint8)
                 if label == 0:
-                    cv2.circle(mask, (x0 + side // 2, y0 + side // 2), side // 2, 1, -1)
+                    points = np.stack([x0 + side / 2 * (1 + np.cos(angles)), y0 + side / 2 * (1 + np.sin(angles))], 1)
                 else:
-                    mask[y0:y0 + side, x0:x0 + side] = 1
-                taken |= mask.astype(bool)
-                colour = (40, 40, 220) if label == 0 else (220, 160, 40)
-                image[mask.astype(bool)] = colour
-                rle = mask_utils.encode(np.asfortranarray(mask))
+                    points = np.array([[x0, y0], [x0 + side, y0], [x0 + side, y0 + side], [x0, y0 + side]], float)
+                taken[y0:y0 + side, x0:x0 + side] = True
+                cv2.fillPoly(image, [np.round(points).astype(np.int32)], (40, 40, 220) if label == 0 else (220, 160, 40))
                 annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": label + 1,
-                                    "iscrowd": 0, "area": float(mask.sum()),
-                                    "bbox": [float(v) for v in mask_utils.toBbox(rle)],
-                                    "segmentation": {"size": [size, size], "counts": rle["counts"].decode("ascii")}})
+                                    "iscrowd": 0, "area": float(cv2.contourArea(points.astype(np.float32))),
+                                    "bbox": [float(x0), float(y0), float(side), float(side)],
+                                    "segmentation": [[round(float(v), 2) for v in points.reshape(-1)]]})
             file_name = f"{subset}_{image_id:04d}.png"
             with atomic_path(image_dir / file_name) as tmp:
                 cv2.imwrite(str(tmp), image)

@@ -18,6 +18,7 @@ from typing import Any
 from mmengine.config import Config
 
 from otxlite.core.artifacts import input_size_of
+from otxlite.data.prepare import masks_are_polygons
 from otxlite.training.device import cuda_settings
 from otxlite.training.pretrained import COCO, IMAGENET, RANDOM
 from otxlite.training.recipes import (RTMDET, cosine_decay, optimizer, recipe_hooks, test_pipeline, train_pipeline,
@@ -242,6 +243,7 @@ def build_runner_config(
     size = (int(input_size[0]), int(input_size[1]))
     recipe = template.recipe
     mosaic = uses_mosaic(recipe, hyper_parameters["data"].get("augmentation", "auto"), num_train_images)
+    polygons = masks_are_polygons(train_ann)
     workers = int(learning["num_workers"])
     batch = int(learning["batch_size"])
     epochs = int(learning["num_iters"])
@@ -259,7 +261,7 @@ def build_runner_config(
                                patience=schedule.plateau_patience, min_value=1e-6, by_epoch=True,
                                begin=schedule.lazy_begin))
     custom_hooks: list[dict[str, Any]] = [dict(type="BatchNormStatisticsHook", num_batches=schedule.batchnorm_batches),
-                                          *recipe_hooks(size, epochs, mosaic)]
+                                          *recipe_hooks(size, epochs, mosaic, polygons)]
     if learning.get("use_ema", False):
         custom_hooks.append(dict(type="EMAHook", ema_type="ExpMomentumEMA", momentum=0.0002, update_buffers=True,
                                  priority=49))
@@ -276,7 +278,7 @@ def build_runner_config(
         custom_imports=dict(imports=["otxlite.training.registry", *imports], allow_failed_imports=False),
         model=model,
         work_dir=str(work_dir),
-        train_dataloader=dataloader(train_ann, labels, train_pipeline(recipe, size, mosaic), batch, workers, shuffle=True),
+        train_dataloader=dataloader(train_ann, labels, train_pipeline(recipe, size, mosaic, polygons), batch, workers, shuffle=True),
         train_cfg=dict(type="EpochBasedTrainLoop", max_epochs=epochs, val_interval=schedule.val_interval),
         optim_wrapper=dict(
             type="OptimWrapper",

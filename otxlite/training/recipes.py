@@ -16,6 +16,11 @@ A template names its recipe (``recipe:``, default ``otx``):
 
 Both recipes share the loading, the test pipeline (a plain resize to ``data.input_size``), EMA,
 BatchNorm statistics and lazy early stopping (see ``otxlite.training.config``).
+
+Masks: when every training mask is a polygon, they stay polygons through the resize, crop and flip and the
+head rasterizes them at the input size (``poly2mask=False``): a 2048 px image with 240 objects otherwise
+decodes 240 full-size bitmaps (1 GB) per sample only to shrink them. RLE masks (MMDetection would ignore
+them as polygons) load as bitmaps. Evaluation pipelines load no ground truth: the metric reads the COCO file.
 """
 
 from __future__ import annotations
@@ -29,9 +34,9 @@ COSINE_FLOOR = 0.05  # the cosine decay ends at this fraction of the base learni
 MOSAIC_MIN_IMAGES = 100  # auto: fewer training images than this train without mosaic and mix-up
 
 
-def _load(poly2mask: bool = True) -> list[dict[str, Any]]:
+def _load(polygons: bool) -> list[dict[str, Any]]:
     return [dict(type="LoadImageFromFile"),
-            dict(type="LoadAnnotations", with_bbox=True, with_mask=True, poly2mask=poly2mask)]
+            dict(type="LoadAnnotations", with_bbox=True, with_mask=True, poly2mask=not polygons)]
 
 
 def test_pipeline(input_size: tuple[int, int]) -> list[dict[str, Any]]:
@@ -39,7 +44,6 @@ def test_pipeline(input_size: tuple[int, int]) -> list[dict[str, Any]]:
     return [
         dict(type="LoadImageFromFile"),
         dict(type="Resize", scale=tuple(input_size), keep_ratio=False),
-        dict(type="LoadAnnotations", with_bbox=True, with_mask=True),
         dict(type="PackDetInputs", meta_keys=("img_id", "img_path", "ori_shape", "img_shape", "scale_factor")),
     ]
 
@@ -48,21 +52,20 @@ def whole_image_pipeline() -> list[dict[str, Any]]:
     """Validation of a model trained on tiles: whole images at their own size (the loop cuts the tiles)."""
     return [
         dict(type="LoadImageFromFile"),
-        dict(type="LoadAnnotations", with_bbox=True, with_mask=True),
         dict(type="PackDetInputs", meta_keys=("img_id", "img_path", "ori_shape", "img_shape")),
     ]
 
 
-def _plain_train_pipeline(input_size: tuple[int, int], color_jitter: bool) -> list[dict[str, Any]]:
+def _plain_train_pipeline(input_size: tuple[int, int], color_jitter: bool, polygons: bool) -> list[dict[str, Any]]:
     jitter = [dict(type="YOLOXHSVRandomAug")] if color_jitter else []
-    return [*_load(), dict(type="Resize", scale=tuple(input_size), keep_ratio=False), *jitter,
+    return [*_load(polygons), dict(type="Resize", scale=tuple(input_size), keep_ratio=False), *jitter,
             dict(type="RandomFlip", prob=0.5), dict(type="PackDetInputs")]
 
 
-def _mosaic_train_pipeline(input_size: tuple[int, int]) -> list[dict[str, Any]]:
+def _mosaic_train_pipeline(input_size: tuple[int, int], polygons: bool) -> list[dict[str, Any]]:
     size = tuple(input_size)
     return [
-        *_load(),
+        *_load(polygons),
         dict(type="CachedMosaic", img_scale=size, pad_val=float(PAD_VALUE), max_cached_images=20, random_pop=False),
         dict(type="RandomResize", scale=(2 * size[0], 2 * size[1]), ratio_range=(0.5, 2.0), keep_ratio=True),
         dict(type="RandomCrop", crop_size=size, recompute_bbox=True, allow_negative_crop=True),
@@ -98,19 +101,19 @@ def describe_augmentation(augmentation: str, num_train_images: int) -> str:
             f"{MOSAIC_MIN_IMAGES}; --param data.augmentation=mosaic to mix them anyway).")
 
 
-def train_pipeline(recipe: str, input_size: tuple[int, int], mosaic: bool) -> list[dict[str, Any]]:
-    """The training pipeline the run starts with."""
+def train_pipeline(recipe: str, input_size: tuple[int, int], mosaic: bool, polygons: bool) -> list[dict[str, Any]]:
+    """The training pipeline the run starts with (``polygons``: every training mask is a polygon)."""
     if mosaic:
-        return _mosaic_train_pipeline(input_size)
-    return _plain_train_pipeline(input_size, color_jitter=recipe == RTMDET)
+        return _mosaic_train_pipeline(input_size, polygons)
+    return _plain_train_pipeline(input_size, color_jitter=recipe == RTMDET, polygons=polygons)
 
 
-def recipe_hooks(input_size: tuple[int, int], epochs: int, mosaic: bool) -> list[dict[str, Any]]:
+def recipe_hooks(input_size: tuple[int, int], epochs: int, mosaic: bool, polygons: bool) -> list[dict[str, Any]]:
     """Hooks of the recipe itself: after mosaic, the switch to the deployment resize for the last epochs."""
     if not mosaic:
         return []
     return [dict(type="PipelineSwitchHook", switch_epoch=epochs - stage2_epochs(epochs),
-                 switch_pipeline=_plain_train_pipeline(input_size, color_jitter=True))]
+                 switch_pipeline=_plain_train_pipeline(input_size, color_jitter=True, polygons=polygons))]
 
 
 def optimizer(recipe: str, learning_rate: float) -> tuple[dict[str, Any], dict[str, Any] | None]:
