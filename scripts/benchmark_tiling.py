@@ -104,12 +104,13 @@ def main() -> None:
     parser.add_argument("--sides", nargs="+", choices=("whole image", "tiled"), default=["whole image", "tiled"],
                         help="which models to train (the whole-image one takes most of the time)")
     parser.add_argument("--output", type=Path, default=REPO / "benchmarks" / "tiling.json")
+    parser.add_argument("--work-dir", type=Path, help="keep the data, runs and IRs here (default: a temporary folder)")
     args = parser.parse_args()
 
     from otxlite.data.sample_data import make_small_objects_dataset
 
     with tempfile.TemporaryDirectory(prefix="otxlite-tiling-") as tmp:
-        work = Path(tmp)
+        work = args.work_dir or Path(tmp)
         data = make_small_objects_dataset(work / "data", args.train_images, args.val_images, args.size,
                                           args.objects)
         rows = [train_and_evaluate(side, data, work, args, tiled=side == "tiled") for side in args.sides]

@@ -74,13 +74,11 @@ def evaluate(load_weights: Path, test_root: Path, output: Path | None = None,
 
         use_device(device)
     run_dir = run_folder(output, "eval")
-    if kind is ModelKind.PYTORCH and is_tiled(Path(load_weights)):  # tiled inference is the runtime's
-        from otxlite.app.export import openvino_model
+    if kind is ModelKind.PYTORCH and is_tiled(Path(load_weights)):
         from otxlite.core.console import console
 
-        console.print("The model was trained on tiles: it is evaluated as it deploys, through its IR on tiles "
-                      "merged into whole images.")
-        load_weights, kind = openvino_model(Path(load_weights), run_dir), ModelKind.OPENVINO
+        console.print("The model was trained on tiles: each whole image is tiled and the tiles' detections "
+                      "merged, as predict and serve do.")
     if kind is ModelKind.OPENVINO:
         metrics, threshold = evaluate_ir(Path(load_weights), Path(test_root), run_dir, data_format,
                                          report_dir=run_dir / "report")

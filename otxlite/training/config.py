@@ -21,6 +21,7 @@ from otxlite.core.artifacts import input_size_of
 from otxlite.data.prepare import masks_are_polygons
 from otxlite.training.device import cuda_settings
 from otxlite.training.pretrained import COCO, IMAGENET, RANDOM
+from otxlite.training.tiled_validation import tiled_loop_config
 from otxlite.training.recipes import (RTMDET, cosine_decay, optimizer, recipe_hooks, test_pipeline, train_pipeline,
                                     uses_mosaic, whole_image_pipeline)
 from otxlite.core.errors import OtxliteError
@@ -315,8 +316,7 @@ def build_runner_config(
         cfg.update(
             val_dataloader=dataloader(val_ann, labels, test_pipeline(size) if tiling is None else whole_image_pipeline(),
                                       1, workers, shuffle=False),
-            val_cfg=dict(type="ValLoop") if tiling is None else dict(type="TiledValLoop", tiling=tiling.to_dict(),
-                                                                     input_size=list(size)),
+            val_cfg=dict(type="ValLoop") if tiling is None else tiled_loop_config("val", tiling, size),
             val_evaluator=dict(type="InstanceSegMetric", ann_file=str(val_ann), labels=labels),
         )
     cuda_settings(cfg, learning.get("precision", "auto"), cuda)  # mixed precision and pinned memory on CUDA
@@ -324,11 +324,14 @@ def build_runner_config(
 
 
 def build_test_config(train_config: Config, ann_file: Path, labels: list[str], work_dir: Path) -> Config:
-    """A config that evaluates ``train_config``'s model on ``ann_file`` (used by ``otxlite eval``)."""
+    """A config that evaluates ``train_config``'s model on ``ann_file`` (used by ``otxlite eval``); a model
+    trained on tiles is tested on whole images, tiled and merged as the runtime does."""
     cfg = copy.deepcopy(train_config)
     cfg.work_dir = str(work_dir)
-    cfg.test_dataloader = dataloader(ann_file, labels, test_pipeline(input_size_of(cfg)), 1, 0, shuffle=False)
-    cfg.test_cfg = dict(type="TestLoop")
+    tiling = TilingSettings.from_dict(cfg.get("otxlite_tiling"))
+    pipeline = test_pipeline(input_size_of(cfg)) if tiling is None else whole_image_pipeline()
+    cfg.test_dataloader = dataloader(ann_file, labels, pipeline, 1, 0, shuffle=False)
+    cfg.test_cfg = dict(type="TestLoop") if tiling is None else tiled_loop_config("test", tiling, input_size_of(cfg))
     cfg.test_evaluator = dict(type="InstanceSegMetric", ann_file=str(ann_file), labels=labels)
     cfg.custom_hooks = []
     cfg.load_from = None
