@@ -114,7 +114,9 @@ class RequestPool:
     process)."""
 
     def __init__(self, compiled: Any, size: int = 0) -> None:
-        size = size or int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+        # Twice the device's optimal number (default): while the caller decodes one result, each stream still
+        # has a request queued. A 100-tile prediction on 2 cores: 2.45 s with 4 requests, 2.59 s with 2.
+        size = size or 2 * int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
         self.size = size
         self.borrowing = threading.Lock()  # two pipelined callers each holding part of the pool would deadlock
         self.idle: queue.Queue = queue.Queue()

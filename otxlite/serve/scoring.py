@@ -37,9 +37,9 @@ class ScoringEngine:
 
     def __init__(self, predictor: Predictor, workers: int | None = None) -> None:
         self.predictor = predictor
-        count = predictor.pool.size
-        self.slots = asyncio.Semaphore(2 * count)
-        self.executor = ThreadPoolExecutor(max_workers=max(workers or min(32, (os.cpu_count() or 1) + 4), 2 * count),
+        count = predictor.pool.size  # twice the device's optimal number of requests
+        self.slots = asyncio.Semaphore(count)
+        self.executor = ThreadPoolExecutor(max_workers=max(workers or min(32, (os.cpu_count() or 1) + 4), count),
                                            thread_name_prefix="otxlite-serve")
 
     @property
