@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -34,6 +35,14 @@ from otxlite.core.measure import cpu_model_and_flags, spread, time_calls  # noqa
 
 def otxlite(*args: str) -> None:
     subprocess.run([sys.executable, "-m", "otxlite.cli", *args], check=True, stdout=subprocess.DEVNULL)
+
+
+def validation_only(data: Path, out: Path) -> Path:
+    """A dataset folder holding only the validation subset of ``data`` (what ``otxlite eval`` scores)."""
+    shutil.copytree(data / "images" / "val", out / "images" / "val", dirs_exist_ok=True)
+    (out / "annotations").mkdir(parents=True, exist_ok=True)
+    shutil.copy(data / "annotations" / "instances_val.json", out / "annotations")
+    return out
 
 
 def train_and_evaluate(name: str, data: Path, work: Path, args: argparse.Namespace, tiled: bool) -> dict[str, Any]:
@@ -59,7 +68,8 @@ def train_and_evaluate(name: str, data: Path, work: Path, args: argparse.Namespa
             *params)
     otxlite("export", "--load-weights", str(run / "train" / "models" / "weights.pth"), "-o", str(run / "ir"))
     xml = run / "ir" / "openvino.xml"
-    otxlite("eval", "--load-weights", str(xml), "--test-data-roots", str(data), "-o", str(run / "eval"))
+    otxlite("eval", "--load-weights", str(xml), "--test-data-roots", str(validation_only(data, work / "val")), "-o",
+            str(run / "eval"))
     performance = json.loads((run / "eval" / "performance.json").read_text())
     image = cv2.imread(str(sorted((data / "images" / "val").glob("*.png"))[0]))
     return dict(name=name, input_size=input_size, epochs=epochs, samples=epochs * per_epoch,
