@@ -399,7 +399,8 @@ def make_small_objects_dataset(out_dir: Path, num_train: int = 4, num_val: int =
                 else:
                     points = np.array([[x0, y0], [x0 + side, y0], [x0 + side, y0 + side], [x0, y0 + side]], float)
                 taken[y0:y0 + side, x0:x0 + side] = True
-                cv2.fillPoly(image, [np.round(points).astype(np.int32)], (40, 40, 220) if label == 0 else (220, 160, 40))
+                colour = (40, 40, 220) if label == 0 else (220, 160, 40)
+                cv2.fillPoly(image, [np.round(points).astype(np.int32)], colour)
                 annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": label + 1,
                                     "iscrowd": 0, "area": float(cv2.contourArea(points.astype(np.float32))),
                                     "bbox": [float(x0), float(y0), float(side), float(side)],

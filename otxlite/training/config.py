@@ -279,7 +279,8 @@ def build_runner_config(
         custom_imports=dict(imports=["otxlite.training.registry", *imports], allow_failed_imports=False),
         model=model,
         work_dir=str(work_dir),
-        train_dataloader=dataloader(train_ann, labels, train_pipeline(recipe, size, mosaic, polygons), batch, workers, shuffle=True),
+        train_dataloader=dataloader(train_ann, labels, train_pipeline(recipe, size, mosaic, polygons), batch, workers,
+                                    shuffle=True),
         train_cfg=dict(type="EpochBasedTrainLoop", max_epochs=epochs, val_interval=schedule.val_interval),
         optim_wrapper=dict(
             type="OptimWrapper",
