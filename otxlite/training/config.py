@@ -18,7 +18,6 @@ from typing import Any
 from mmengine.config import Config
 
 from otxlite.core.artifacts import input_size_of
-from otxlite.data.prepare import masks_are_polygons
 from otxlite.training.device import cuda_settings
 from otxlite.training.pretrained import COCO, IMAGENET, RANDOM
 from otxlite.training.tiled_validation import tiled_loop_config
@@ -234,9 +233,11 @@ def build_runner_config(
     load_from: Path | None = None,
     resume: bool = False,
     tiling: TilingSettings | None = None,
+    polygon_masks: bool = False,
 ) -> Config:
     """The complete mmengine Config of a training run (``pretrained_start``: see ``apply_pretrained_start``).
-    With ``tiling``, ``train_ann`` holds the training tiles and validation tiles the whole ``val_ann`` images."""
+    With ``tiling``, ``train_ann`` holds the training tiles and validation tiles the whole ``val_ann`` images.
+    ``polygon_masks``: every training mask is a polygon, kept as one through the augmentation (see recipes)."""
     learning = hyper_parameters["learning_parameters"]
     input_size = hyper_parameters["data"]["input_size"]
     model, imports = load_model_config(template, len(labels))
@@ -244,7 +245,6 @@ def build_runner_config(
     size = (int(input_size[0]), int(input_size[1]))
     recipe = template.recipe
     mosaic = uses_mosaic(recipe, hyper_parameters["data"].get("augmentation", "auto"), num_train_images)
-    polygons = masks_are_polygons(train_ann)
     workers = int(learning["num_workers"])
     batch = int(learning["batch_size"])
     epochs = int(learning["num_iters"])
@@ -262,7 +262,7 @@ def build_runner_config(
                                patience=schedule.plateau_patience, min_value=1e-6, by_epoch=True,
                                begin=schedule.lazy_begin))
     custom_hooks: list[dict[str, Any]] = [dict(type="BatchNormStatisticsHook", num_batches=schedule.batchnorm_batches),
-                                          *recipe_hooks(size, epochs, mosaic, polygons)]
+                                          *recipe_hooks(size, epochs, mosaic, polygon_masks)]
     if learning.get("use_ema", False):
         custom_hooks.append(dict(type="EMAHook", ema_type="ExpMomentumEMA", momentum=0.0002, update_buffers=True,
                                  priority=49))
@@ -279,8 +279,8 @@ def build_runner_config(
         custom_imports=dict(imports=["otxlite.training.registry", *imports], allow_failed_imports=False),
         model=model,
         work_dir=str(work_dir),
-        train_dataloader=dataloader(train_ann, labels, train_pipeline(recipe, size, mosaic, polygons), batch, workers,
-                                    shuffle=True),
+        train_dataloader=dataloader(train_ann, labels, train_pipeline(recipe, size, mosaic, polygon_masks), batch,
+                                    workers, shuffle=True),
         train_cfg=dict(type="EpochBasedTrainLoop", max_epochs=epochs, val_interval=schedule.val_interval),
         optim_wrapper=dict(
             type="OptimWrapper",
