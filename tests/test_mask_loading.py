@@ -1,5 +1,5 @@
-"""Training masks: polygons stay polygons through the augmentation and are rasterized at the input size, RLE
-masks load as bitmaps, and both give the same training targets."""
+"""Training masks: on large images, polygons stay polygons through the augmentation and are rasterized at the
+input size; RLE masks and smaller images load bitmaps; both give the same training targets."""
 
 from __future__ import annotations
 
@@ -8,25 +8,28 @@ from pathlib import Path
 
 import numpy as np
 
-from otxlite.data.prepare import masks_are_polygons
+from otxlite.data.prepare import keep_polygon_masks
 from otxlite.data.sample_data import make_small_objects_dataset
 from otxlite.training.recipes import train_pipeline
 
 
-def _write_coco(path: Path, segmentations: list[object], crowd: list[int]) -> Path:
+def _write_coco(path: Path, segmentations: list[object], crowd: list[int], side: int = 2048) -> Path:
     annotations = [{"id": i + 1, "image_id": 1, "category_id": 1, "segmentation": seg, "iscrowd": c,
                     "area": 1.0, "bbox": [0, 0, 1, 1]} for i, (seg, c) in enumerate(zip(segmentations, crowd))]
-    path.write_text(json.dumps({"images": [], "annotations": annotations, "categories": []}))
+    images = [{"id": 1, "file_name": "a.png", "width": side, "height": side // 2}]
+    path.write_text(json.dumps({"images": images, "annotations": annotations, "categories": []}))
     return path
 
 
-def test_polygon_files_are_told_from_rle_files(tmp_path: Path) -> None:
+def test_polygons_are_kept_on_large_images_with_polygon_masks_only(tmp_path: Path) -> None:
     polygon = [[0, 0, 4, 0, 4, 4]]
     rle = {"size": [8, 8], "counts": "0"}
-    assert masks_are_polygons(_write_coco(tmp_path / "a.json", [polygon, polygon], [0, 0]))
-    assert not masks_are_polygons(_write_coco(tmp_path / "b.json", [polygon, rle], [0, 0]))
+    assert keep_polygon_masks(_write_coco(tmp_path / "a.json", [polygon, polygon], [0, 0]), (512, 512))
+    assert not keep_polygon_masks(_write_coco(tmp_path / "b.json", [polygon, rle], [0, 0]), (512, 512))
     # a crowd region is ignored by training in either form, so its RLE does not force bitmaps
-    assert masks_are_polygons(_write_coco(tmp_path / "c.json", [polygon, rle], [0, 1]))
+    assert keep_polygon_masks(_write_coco(tmp_path / "c.json", [polygon, rle], [0, 1]), (512, 512))
+    # images no larger than twice the input: bitmaps, as always
+    assert not keep_polygon_masks(_write_coco(tmp_path / "d.json", [polygon], [0], side=1024), (512, 512))
 
 
 def _targets(data: Path, polygons: bool) -> np.ndarray:

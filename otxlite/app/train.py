@@ -97,7 +97,7 @@ def train(
     console.print(f"Template [bold]{chosen.name}[/] ({chosen.path}); run folder [bold]{run_dir}[/]")
 
     from otxlite.data.labels import save_label_schema
-    from otxlite.data.prepare import masks_are_polygons, prepare_training_data
+    from otxlite.data.prepare import keep_polygon_masks, prepare_training_data
     from otxlite.data.report import dataset_table
     from otxlite.data.tiling import object_sizes, tile_training_data
 
@@ -133,7 +133,8 @@ def train(
         if validate and data.subsets["val"].stats.images else None, run_dir / "logs",
         num_train_images=data.subsets["train"].stats.images, pretrained_start=start,
         load_from=resume_from or load_weights, resume=resume_from is not None, tiling=tiling,
-        polygon_masks=masks_are_polygons(data.subsets["train"].ann_file))
+        polygon_masks=keep_polygon_masks(data.subsets["train"].ann_file,
+                                         tuple(hyper_parameters["data"]["input_size"])))
     if chosen.recipe == RTMDET:
         console.print(describe_augmentation(hyper_parameters["data"].get("augmentation", "auto"),
                                             data.subsets["train"].stats.images))

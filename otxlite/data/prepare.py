@@ -24,11 +24,20 @@ class PreparedSubset:
     stats: ConversionStats
 
 
-def masks_are_polygons(ann_file: Path) -> bool:
-    """Whether every instance mask of a COCO file is a list of polygons (crowd regions aside: training
-    ignores them whatever their form)."""
-    annotations = json.loads(Path(ann_file).read_text())["annotations"]
-    return all(isinstance(a.get("segmentation", []), list) for a in annotations if not a.get("iscrowd"))
+POLYGON_MIN_SHRINK = 2  # keep polygons when some training image is over this many times the input's side
+
+
+def keep_polygon_masks(ann_file: Path, input_size: tuple[int, int]) -> bool:
+    """Whether training should keep the masks as polygons until the head draws them at the input size: every
+    mask is a polygon (crowd regions aside: training ignores them) and some image is over ``POLYGON_MIN_SHRINK``
+    times the input's side, where drawing full-size bitmaps only to shrink them dominates the loading. Smaller
+    images keep the bitmap path (on the coins photo at 256 px one RTMDet-Ins run reached 0.585 mask mAP with
+    bitmaps and 0.484 with polygons, same seed)."""
+    coco = json.loads(Path(ann_file).read_text())
+    if not all(isinstance(a.get("segmentation", []), list) for a in coco["annotations"] if not a.get("iscrowd")):
+        return False
+    largest = max((max(image["width"], image["height"]) for image in coco["images"]), default=0)
+    return largest > POLYGON_MIN_SHRINK * max(input_size)
 
 
 @dataclass

@@ -237,7 +237,7 @@ def build_runner_config(
 ) -> Config:
     """The complete mmengine Config of a training run (``pretrained_start``: see ``apply_pretrained_start``).
     With ``tiling``, ``train_ann`` holds the training tiles and validation tiles the whole ``val_ann`` images.
-    ``polygon_masks``: every training mask is a polygon, kept as one through the augmentation (see recipes)."""
+    ``polygon_masks``: keep the training masks as polygons through the augmentation (see recipes)."""
     learning = hyper_parameters["learning_parameters"]
     input_size = hyper_parameters["data"]["input_size"]
     model, imports = load_model_config(template, len(labels))

@@ -17,10 +17,11 @@ A template names its recipe (``recipe:``, default ``otx``):
 Both recipes share the loading, the test pipeline (a plain resize to ``data.input_size``), EMA,
 BatchNorm statistics and lazy early stopping (see ``otxlite.training.config``).
 
-Masks: when every training mask is a polygon, they stay polygons through the resize, crop and flip and the
-head rasterizes them at the input size (``poly2mask=False``): a 2048 px image with 240 objects otherwise
-decodes 240 full-size bitmaps (1 GB) per sample only to shrink them. RLE masks (MMDetection would ignore
-them as polygons) load as bitmaps. Evaluation pipelines load no ground truth: the metric reads the COCO file.
+Masks: on large images with polygon masks (``data.prepare.keep_polygon_masks``) they stay polygons through
+the resize, crop and flip and the head rasterizes them at the input size (``poly2mask=False``): a 2048 px
+image with 226 objects otherwise decodes 226 full-size bitmaps (1 GB) per sample only to shrink them. Other
+datasets, and RLE masks (MMDetection would ignore them as polygons), load as bitmaps. Evaluation pipelines load
+no ground truth: the metric reads the COCO file.
 """
 
 from __future__ import annotations
