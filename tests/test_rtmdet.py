@@ -82,6 +82,7 @@ def test_masks_of_a_non_square_image_have_its_shape() -> None:
     import otxlite.models  # noqa: F401
 
     register_all_modules()
+    torch.manual_seed(0)  # random weights and image: the same ones every run
     model_cfg = Config.fromfile(str(load_template("RTMDet-Ins-tiny").model_config)).model
     model_cfg.bbox_head.num_classes = 1
     model_cfg.test_cfg.score_thr = 0.0  # random weights: keep every candidate so masks are made
