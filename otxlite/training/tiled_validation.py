@@ -29,7 +29,9 @@ class _TiledIterations:
     evaluator: Any
     stage: str  # "val" or "test": the hooks called around each iteration
 
-    def setup_tiling(self, tiling: dict[str, Any], input_size: Sequence[int]) -> None:
+    def __init__(self, runner: Any, dataloader: Any, evaluator: Any, tiling: dict[str, Any],
+                 input_size: Sequence[int], fp16: bool = False) -> None:
+        super().__init__(runner, dataloader, evaluator, fp16)  # mmengine's ValLoop or TestLoop
         self.tiling = TilingSettings.from_dict(tiling)
         self.input_size = (int(input_size[0]), int(input_size[1]))
 
@@ -60,19 +62,9 @@ class TiledValLoop(_TiledIterations, ValLoop):
 
     stage = "val"
 
-    def __init__(self, runner: Any, dataloader: Any, evaluator: Any, tiling: dict[str, Any],
-                 input_size: Sequence[int], fp16: bool = False) -> None:
-        super().__init__(runner, dataloader, evaluator, fp16)
-        self.setup_tiling(tiling, input_size)
-
 
 @LOOPS.register_module()
 class TiledTestLoop(_TiledIterations, TestLoop):
     """mmengine's ``TestLoop`` on tiles of whole images (``otxlite eval`` of a tiled ``weights.pth``)."""
 
     stage = "test"
-
-    def __init__(self, runner: Any, dataloader: Any, evaluator: Any, tiling: dict[str, Any],
-                 input_size: Sequence[int], fp16: bool = False) -> None:
-        super().__init__(runner, dataloader, evaluator, fp16)
-        self.setup_tiling(tiling, input_size)
