@@ -37,6 +37,8 @@ def _targets(data: Path, polygons: bool) -> np.ndarray:
     from mmdet.datasets import CocoDataset
     from mmdet.utils import register_all_modules
 
+    import otxlite.training.dataset  # noqa: F401  (registers the pipelines' image loader)
+
     register_all_modules()
     pipeline = [step for step in train_pipeline("otx", (256, 256), mosaic=False, polygons=polygons)
                 if step["type"] != "RandomFlip"]

@@ -19,7 +19,7 @@ from typing import Any
 
 from otxlite.core.console import console
 from otxlite.core.fileio import save_ir_atomic, write_json_atomic
-from otxlite.runtime.images import read_image
+from otxlite.core.images import read_image
 from otxlite.core.measure import cpu_model_and_flags, spread, time_calls
 from otxlite.core.model_files import ModelKind, model_kind
 from otxlite.core.runs import run_folder

@@ -35,7 +35,7 @@ def evaluate_predictor(predictor: Any, ann_file: Path, show_progress: bool = Tru
     from otxlite.core.console import console
     from otxlite.core.errors import OtxliteError
     from otxlite.core.coco_metrics import ImageDetections, encode_masks, evaluate_predictions
-    from otxlite.runtime.images import read_image
+    from otxlite.core.images import read_image
 
     images = json.loads(Path(ann_file).read_text())["images"]
     results: list[ImageDetections] = []

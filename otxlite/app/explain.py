@@ -17,7 +17,8 @@ import numpy as np
 
 from otxlite.core.console import console, err_console
 from otxlite.core.fileio import atomic_path
-from otxlite.runtime.images import list_inputs, read_image
+from otxlite.core.images import read_image
+from otxlite.runtime.images import list_inputs
 from otxlite.runtime.saliency import class_saliency, overlay
 from otxlite.core.model_files import ModelKind, model_kind
 from otxlite.core.runs import run_folder

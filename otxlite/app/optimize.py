@@ -127,7 +127,7 @@ def optimize(load_weights: Path, train_root: Path, val_root: Path | None = None,
     import openvino as ov
 
     logging.getLogger("nncf").setLevel(logging.WARNING)  # keep NNCF's progress bars, drop its per-node INFO lines
-    from otxlite.runtime.images import read_image
+    from otxlite.core.images import read_image
     from otxlite.core.artifacts import read_metadata, write_metadata
     from otxlite.runtime.predictor import preprocess
 

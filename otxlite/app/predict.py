@@ -35,7 +35,8 @@ def predict(load_weights: Path, source: str, output: Path | None = None, confide
     from rich.progress import Progress
 
     from otxlite.app.explain import save_saliency
-    from otxlite.runtime.images import list_inputs, read_image
+    from otxlite.core.images import read_image
+    from otxlite.runtime.images import list_inputs
     from otxlite.runtime.predictor import Prediction, Predictor
     from otxlite.runtime.schema import to_azureml
     from otxlite.report.visualize import draw_instances

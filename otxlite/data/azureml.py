@@ -17,7 +17,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from otxlite.data.convert import read_image_size
+from otxlite.core.images import read_image_size
 from otxlite.data.split import subset_from_file_name
 from otxlite.core.errors import OtxliteError
 

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from otxlite.data.convert import ConversionStats, items_to_coco
+from otxlite.core.console import err_console
+from otxlite.data.convert import ConversionStats, items_to_coco, rescale_warning
 from otxlite.data.formats import ImportedDataset, import_dataset
 from otxlite.data.labels import check_known_labels
 from otxlite.data.split import label_set, pick_validation_subset, split_train_val
@@ -58,6 +59,9 @@ def _used_labels(dataset: ImportedDataset, items: list[Any]) -> list[str]:
 def _write_subset(name: str, items: list[Any], dataset: ImportedDataset, labels: list[str], out_dir: Path,
                   skip_bad_images: bool) -> PreparedSubset:
     coco, stats = items_to_coco(items, dataset.labels, labels, skip_bad_images)
+    warning = rescale_warning(stats, name)
+    if warning:
+        err_console.print(warning, markup=False)
     ann_file = write_json_atomic(out_dir / f"{name}.json", coco, indent=None)
     return PreparedSubset(name=name, ann_file=ann_file, stats=stats)
 

@@ -17,6 +17,7 @@ _COUNTS = {
     "empty images": lambda s: s.empty_images,
     "crowd regions": lambda s: s.crowd,
     "box-only annotations (skipped)": lambda s: s.box_only_skipped,
+    "points and lines (skipped)": lambda s: s.other_shapes_skipped,
     "degenerate polygons (dropped)": lambda s: s.degenerate_dropped,
     "unreadable images (skipped)": lambda s: s.bad_images_skipped,
 }

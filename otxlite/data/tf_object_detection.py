@@ -26,7 +26,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from otxlite.data.convert import read_image_size
+from otxlite.core.images import read_image_size
 from otxlite.data.split import subset_from_file_name
 from otxlite.data.tfrecord import FeatureValue, parse_example, read_records
 from otxlite.core.errors import OtxliteError
@@ -207,11 +207,9 @@ def _read_record_file(path: Path) -> list[_Record]:
             raise OtxliteError(f"{where}: the record is not a tf.train.Example ({err}). Write the file again.") from err
         name = _image_name(example, index)
         image = _image_file(example, media_dir / f"{index:06d}_{name}")
-        size = read_image_size(str(image))
+        # The size the record declares, which its masks have; the converter scales them to the file if it differs.
         heights, widths = example.get("image/height", int), example.get("image/width", int)
-        if size and heights and widths and (heights[0], widths[0]) != size:
-            raise example.fail(f"image/height x image/width is {heights[0]}x{widths[0]} but the image is "
-                               f"{size[0]}x{size[1]}")
+        size = (heights[0], widths[0]) if heights and widths else read_image_size(str(image))
         # Without a readable image the converter reports it by name (or skips it with --skip-bad-images).
         objects = _objects(example, size) if size else []
         records.append(_Record(where, Path(name).stem, subset_from_file_name(path), image, size, objects))

@@ -21,6 +21,7 @@ from pycocotools import mask as mask_utils
 
 from otxlite.core.errors import OtxliteError
 from otxlite.core.fileio import atomic_path, write_json_atomic
+from otxlite.core.images import read_image
 from otxlite.core.tiling import TilingSettings, tile_windows
 from otxlite.data.prepare import PreparedData, PreparedSubset
 
@@ -76,7 +77,7 @@ def tile_subset(ann_file: Path, out_dir: Path, settings: TilingSettings, seed: i
     stats = TileStats()
     images, annotations = [], []
     for info in coco["images"]:
-        image = cv2.imread(info["file_name"], cv2.IMREAD_COLOR)
+        image = read_image(info["file_name"])
         if image is None:
             raise OtxliteError(f"The image {info['file_name']} cannot be decoded, so no tiles can be cut from it.")
         height, width = image.shape[:2]

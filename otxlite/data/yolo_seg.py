@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from otxlite.data.convert import read_image_size
+from otxlite.core.images import read_image_size
 from otxlite.core.errors import OtxliteError
 
 SPLITS = {"train": "train", "val": "val", "valid": "val", "test": "test"}

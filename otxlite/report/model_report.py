@@ -42,6 +42,7 @@ from otxlite.core.coco_metrics import (
     THRESHOLDS, CocoEvaluation, ImageDetections, coco_evaluation, evaluate_predictions, f1_curve, mask_matches,
 )
 from otxlite.core.fileio import atomic_path, write_json_atomic, write_text_atomic
+from otxlite.core.images import read_image
 from otxlite.report.visualize import draw_instances
 
 WORST_IMAGES = 8
@@ -185,7 +186,7 @@ def _draw_worst(folder: Path, rank: int, errors: ImageErrors, evaluation: CocoEv
     """Ground truth (left) and kept predictions (right) of one image, side by side, drawn at a readable size."""
     gt = evaluation.gt
     info = gt.loadImgs([errors.image_id])[0]
-    image = cv2.imread(info["file_name"])
+    image = read_image(info["file_name"])
     if image is None:
         image = np.zeros((info["height"], info["width"], 3), np.uint8)
     scale = _panel_scale(image.shape[1])

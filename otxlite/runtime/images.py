@@ -5,9 +5,6 @@ from __future__ import annotations
 import glob
 from pathlib import Path
 
-import cv2
-import numpy as np
-
 from otxlite.core.errors import OtxliteError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
@@ -30,8 +27,3 @@ def list_inputs(source: str) -> tuple[list[Path], list[Path]]:
         raise OtxliteError(f"-i {source}: no images found (looked for {', '.join(sorted(IMAGE_SUFFIXES))}).")
     return images, skipped
 
-
-def read_image(path: Path) -> np.ndarray | None:
-    """A BGR image, or None if the file cannot be decoded."""
-    data = np.fromfile(str(path), dtype=np.uint8)
-    return cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None

@@ -4,7 +4,7 @@ borrows from the predictor's pool of OpenVINO infer requests, shared by all HTTP
 Per image::
 
     (event loop)  wait for a pipeline slot
-    (thread)      cv2.imdecode -> Predictor.predict: preprocess, infer through the pool (GIL released; a tiled
+    (thread)      decode_image -> Predictor.predict: preprocess, infer through the pool (GIL released; a tiled
                   model sends the whole image and its tiles at once), decode (drops detections under the
                   threshold, then pastes) -> to_azureml (with ``explain``: every detection is pasted, saliency
                   maps are drawn, then the threshold applies)
@@ -21,9 +21,8 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, TypeVar
 
-import cv2
-import numpy as np
 
+from otxlite.core.images import decode_image
 from otxlite.runtime.predictor import Predictor
 from otxlite.runtime.saliency import class_saliency, saliency_pngs
 from otxlite.runtime.schema import to_azureml
@@ -59,7 +58,7 @@ class ScoringEngine:
 
     def _entry(self, data: bytes, what: str, filename: str, threshold: float, max_polygon_points: int | None,
                explain: bool) -> dict[str, Any]:
-        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        image = decode_image(data)
         if image is None:
             raise RequestError(422, f"{what}: the image header is readable but the pixels cannot be decoded "
                                     "(truncated or unsupported file).")

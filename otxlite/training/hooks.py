@@ -34,6 +34,7 @@ from otxlite.training.batchnorm import recompute_batchnorm_statistics
 from otxlite.core.artifacts import save_weights
 from otxlite.training.config import MONITOR
 from otxlite.core.fileio import atomic_path, write_text_atomic
+from otxlite.core.images import read_image
 
 
 def _unwrap(model: Any) -> Any:
@@ -222,7 +223,7 @@ class PlotsHook(Hook):
                 for sample in predict(data_batch):
                     pred = sample.pred_instances
                     keep = pred.scores >= 0.3
-                    image = cv2.imread(sample.img_path)
+                    image = read_image(sample.img_path)
                     tiles.append(draw_instances(
                         image, list(pred.masks[keep].cpu().numpy()), pred.bboxes[keep].cpu().numpy(),
                         pred.labels[keep].tolist(), [self.labels[i] for i in pred.labels[keep].tolist()],

@@ -36,14 +36,14 @@ MOSAIC_MIN_IMAGES = 100  # auto: fewer training images than this train without m
 
 
 def _load(polygons: bool) -> list[dict[str, Any]]:
-    return [dict(type="LoadImageFromFile"),
+    return [dict(type="LoadViewedImage"),
             dict(type="LoadAnnotations", with_bbox=True, with_mask=True, poly2mask=not polygons)]
 
 
 def test_pipeline(input_size: tuple[int, int]) -> list[dict[str, Any]]:
     """What evaluation and deployment see: a plain resize to ``input_size`` (width, height)."""
     return [
-        dict(type="LoadImageFromFile"),
+        dict(type="LoadViewedImage"),
         dict(type="Resize", scale=tuple(input_size), keep_ratio=False),
         dict(type="PackDetInputs", meta_keys=("img_id", "img_path", "ori_shape", "img_shape", "scale_factor")),
     ]
@@ -52,7 +52,7 @@ def test_pipeline(input_size: tuple[int, int]) -> list[dict[str, Any]]:
 def whole_image_pipeline() -> list[dict[str, Any]]:
     """Validation of a model trained on tiles: whole images at their own size (the loop cuts the tiles)."""
     return [
-        dict(type="LoadImageFromFile"),
+        dict(type="LoadViewedImage"),
         dict(type="PackDetInputs", meta_keys=("img_id", "img_path", "ori_shape", "img_shape")),
     ]
 
