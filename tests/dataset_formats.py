@@ -1,7 +1,8 @@
 """Test helpers: the sample COCO dataset written in every format otxlite imports.
 
-Datumaro's exporters write COCO, Pascal VOC, CVAT and LabelMe. Datumaro 1.13 cannot write the
-other three as instance segmentation (its YOLO exporters write boxes only, its Cityscapes exporter
+Datumaro's exporters write COCO, Pascal VOC, CVAT and Datumaro's own format; labelme's own code
+(``LabelFile`` and the app's shape serializer) writes labelme files. Datumaro 1.13 cannot write the
+other formats as instance segmentation (its YOLO exporters write boxes only, its Cityscapes exporter
 writes class ids without instance ids, it has no AzureML JSONL), so small writers here do it, each
 the inverse of otxlite's importer and following the format's documentation.
 """
@@ -9,6 +10,7 @@ the inverse of otxlite's importer and following the format's documentation.
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -106,6 +108,53 @@ def _link_image(item: Any, target: Path) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_bytes(Path(item.media.path).read_bytes())
     return target
+
+
+def labelme_shape(label: str, shape_type: str, points: Any, group_id: int | None = None,
+                  mask: np.ndarray | None = None) -> dict[str, Any]:
+    """A shape as the labelme app saves it: its own ``Shape`` serialized by its own ``_shape_to_dict``."""
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from labelme._shape import Shape
+    from labelme.app import _shape_to_dict
+    from PyQt5.QtCore import QPointF
+
+    shape = Shape(label=label, shape_type=shape_type, group_id=group_id, mask=mask)
+    for x, y in np.asarray(points, dtype=np.float64).reshape(-1, 2):
+        shape.add_point(QPointF(float(x), float(y)))
+    return _shape_to_dict(shape)
+
+
+def save_labelme(path: Path, shapes: list[dict[str, Any]], image: Path, size: tuple[int, int],
+                 embed: bool = False) -> Path:
+    """One labelme JSON file written by labelme's ``LabelFile`` (``imagePath`` relative to the JSON file)."""
+    from labelme import LabelFile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = LabelFile.load_image_file(str(image)) if embed else None
+    LabelFile().save(str(path), shapes, os.path.relpath(image, path.parent), size[0], size[1], image_data=data)
+    return path
+
+
+def write_labelme(dataset: Any, out: Path) -> Path:
+    """labelme files beside the images, one folder per subset: polygons (parts of one object share a
+    ``group_id``), masks as ``mask`` shapes, crowd regions as labelme's ``__ignore__`` label."""
+    from datumaro.components.annotation import AnnotationType
+
+    names = [category.name for category in dataset.categories()[AnnotationType.label]]
+    for item in dataset:
+        image = _link_image(item, out / _subset_name(item) / Path(item.media.path).name)
+        shapes = []
+        for number, (label, crowd, parts, mask) in enumerate(_objects(item), start=1):
+            name = "__ignore__" if crowd else names[label]
+            if mask is not None:
+                ys, xs = np.nonzero(mask)
+                box = [[xs.min(), ys.min()], [xs.max(), ys.max()]]
+                crop = mask[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
+                shapes.append(labelme_shape(name, "mask", box, None, crop))
+            group = number if len(parts) > 1 else None
+            shapes += [labelme_shape(name, "polygon", part, group) for part in parts]
+        save_labelme(image.with_suffix(".json"), shapes, image, _image_size(item))
+    return out
 
 
 def write_yolo_segmentation(dataset: Any, out: Path) -> Path:

@@ -20,6 +20,7 @@ from dataset_formats import (
     load_coco,
     write_azureml_jsonl,
     write_cityscapes_instances,
+    write_labelme,
     write_tf_object_detection,
     write_yolo_segmentation,
 )
@@ -62,7 +63,8 @@ WRITERS = {
     "voc": (lambda ds, out: export_datumaro(ds, out, "voc_instance_segmentation"), False),
     # CVAT keeps the crowd flag as a declared "is_crowd" attribute.
     "cvat": (lambda ds, out: export_datumaro(ds, out, "cvat"), True),
-    "labelme": (lambda ds, out: export_datumaro(ds, out, "label_me"), True),
+    # labelme's own LabelFile; crowd regions as its "__ignore__" label.
+    "labelme": (write_labelme, True),
     # Datumaro's own format keeps polygons, masks, groups and the is_crowd attribute as they are.
     "datumaro": (lambda ds, out: export_datumaro(ds, out, "datumaro"), True),
     # YOLO has no crowd flag (Datumaro's YOLO exporters drop crowd regions too).

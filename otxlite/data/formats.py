@@ -16,10 +16,10 @@ FORMATS: dict[str, str] = {
     "coco": "coco_instances",
     "voc": "voc_instance_segmentation",
     "cvat": "cvat",
-    "labelme": "label_me",
+    "labelme": "otxlite.data.labelme",
     "datumaro": "datumaro",
-    # Datumaro 1.13's YOLO reads boxes only, its Cityscapes is semantic only, it has no AzureML JSONL,
-    # and its tf_detection_api needs TensorFlow.
+    # Datumaro 1.13's YOLO reads boxes only, its Cityscapes is semantic only, its label_me is MIT LabelMe's XML
+    # (not labelme's JSON), it has no AzureML JSONL, and its tf_detection_api needs TensorFlow.
     "cityscapes": "otxlite.data.cityscapes",
     "yolo": "otxlite.data.yolo_seg",
     "azureml": "otxlite.data.azureml",
@@ -36,6 +36,7 @@ def _own_importers() -> dict[str, tuple[Callable[[Path], bool], Callable[[Path],
     """otxlite's importers: format name -> (detect(root), import(root) -> datumaro.Dataset)."""
     from otxlite.data.azureml import import_azureml_jsonl, is_azureml_jsonl
     from otxlite.data.cityscapes import import_cityscapes_instances, is_cityscapes_instances
+    from otxlite.data.labelme import import_labelme, is_labelme
     from otxlite.data.tf_object_detection import import_tf_object_detection, is_tf_object_detection
     from otxlite.data.yolo_seg import import_yolo_segmentation, is_yolo_segmentation
 
@@ -44,6 +45,7 @@ def _own_importers() -> dict[str, tuple[Callable[[Path], bool], Callable[[Path],
         "azureml": (is_azureml_jsonl, import_azureml_jsonl),
         "yolo": (is_yolo_segmentation, import_yolo_segmentation),
         "cityscapes": (is_cityscapes_instances, import_cityscapes_instances),
+        "labelme": (is_labelme, import_labelme),
     }
 
 
