@@ -23,12 +23,13 @@ from otxlite.core.images import read_image
 from otxlite.core.measure import cpu_model_and_flags, spread, time_calls
 from otxlite.core.model_files import ModelKind, model_kind
 from otxlite.core.runs import run_folder
+from otxlite.data.formats import DataOptions
 
 LATENCY_IMAGES = 20  # at most this many test images are timed, each once after one warm-up run
 THROUGHPUT_IMAGES = 40  # images pushed through the request pool (the test images, repeated)
 
 
-def model_forms(load_weights: Path, run_dir: Path, train_root: Path | None, data_format: str | None) -> dict[str, Path]:
+def model_forms(load_weights: Path, run_dir: Path, train_root: Path | None, data_options: DataOptions) -> dict[str, Path]:
     """{form: model file} for every form that is given or can be made from ``load_weights``."""
     import openvino as ov
 
@@ -57,15 +58,15 @@ def model_forms(load_weights: Path, run_dir: Path, train_root: Path | None, data
 
         console.print("Quantizing to INT8 (calibrating on --train-data-roots)")
         forms["INT8"] = optimize(forms["IR FP32"], Path(train_root), output=run_dir / "int8",
-                                 data_format=data_format).xml
+                                 data_options=data_options).xml
     return forms
 
 
-def _measure_ir(xml: Path, test_root: Path, run_dir: Path, data_format: str | None, images: list[Any]) -> dict[str, Any]:
+def _measure_ir(xml: Path, test_root: Path, run_dir: Path, data_options: DataOptions, images: list[Any]) -> dict[str, Any]:
     from otxlite.app.evaluate import evaluate_ir
     from otxlite.runtime.predictor import Predictor
 
-    metrics, _ = evaluate_ir(xml, test_root, run_dir, data_format)
+    metrics, _ = evaluate_ir(xml, test_root, run_dir, data_options)
     latency = _latency(Predictor(xml, hint="LATENCY").predict, images)
     pool = Predictor(xml, hint="THROUGHPUT")
     stream = [(i, images[i % len(images)]) for i in range(max(THROUGHPUT_IMAGES, 2 * pool.pool.size))]
@@ -77,12 +78,12 @@ def _measure_ir(xml: Path, test_root: Path, run_dir: Path, data_format: str | No
                 size_MB=round(xml.with_suffix(".bin").stat().st_size / 1e6, 1))
 
 
-def _measure_pytorch(weights: Path, test_root: Path, run_dir: Path, data_format: str | None,
+def _measure_pytorch(weights: Path, test_root: Path, run_dir: Path, data_options: DataOptions,
                      images: list[Any]) -> dict[str, Any]:
     from otxlite.training.evaluate import evaluate_weights
     from otxlite.training.inference import pytorch_detector
 
-    metrics, _ = evaluate_weights(weights, test_root, run_dir, data_format)
+    metrics, _ = evaluate_weights(weights, test_root, run_dir, data_options)
     latency = _latency(pytorch_detector(weights), images)
     return dict(metrics=metrics, latency_ms=latency, images_per_s=round(1000 / latency["median"], 2),  # one by one
                 size_MB=round(weights.stat().st_size / 1e6, 1))
@@ -95,7 +96,7 @@ def _latency(predict: Any, images: list[Any]) -> dict[str, Any]:
 
 
 def benchmark(load_weights: Path, test_root: Path, output: Path | None = None, train_root: Path | None = None,
-              data_format: str | None = None) -> tuple[dict[str, Any], Path]:
+              data_options: DataOptions = DataOptions()) -> tuple[dict[str, Any], Path]:
     """Measure every form of ``load_weights`` on ``test_root``; returns the report and ``benchmark.json``."""
     from otxlite.data.formats import check_folder
     from otxlite.data.prepare import prepare_eval_data
@@ -108,9 +109,9 @@ def benchmark(load_weights: Path, test_root: Path, output: Path | None = None, t
 
         use_device("cpu")
     run_dir = run_folder(output, "benchmark")
-    forms = model_forms(Path(load_weights), run_dir, train_root, data_format)
+    forms = model_forms(Path(load_weights), run_dir, train_root, data_options)
     labels = _labels(next(iter(forms.values())))
-    subset = prepare_eval_data(Path(test_root), labels, run_dir / "data", data_format)
+    subset = prepare_eval_data(Path(test_root), labels, run_dir / "data", data_options)
     images = [read_image(Path(info["file_name"])) for info in json.loads(subset.ann_file.read_text())["images"]]
     images = [image for image in images if image is not None]
     cpu, flags = cpu_model_and_flags()
@@ -121,7 +122,7 @@ def benchmark(load_weights: Path, test_root: Path, output: Path | None = None, t
     for name, path in forms.items():
         console.print(f"Measuring {name}")
         measure = _measure_pytorch if name == "PyTorch" else _measure_ir
-        result = measure(path, Path(test_root), run_dir / "eval" / name.replace(" ", "_"), data_format, images)
+        result = measure(path, Path(test_root), run_dir / "eval" / name.replace(" ", "_"), data_options, images)
         report["forms"][name] = {"model": str(path), "mask_mAP": round(result["metrics"]["mask_mAP"], 5),
                                  "bbox_mAP": round(result["metrics"]["bbox_mAP"], 5),
                                  **{k: result[k] for k in ("latency_ms", "images_per_s", "size_MB")}}

@@ -10,9 +10,10 @@ from otxlite.core.coco_metrics import performance_report
 from otxlite.core.fileio import write_json_atomic
 from otxlite.core.model_files import ModelKind, model_kind
 from otxlite.core.runs import run_folder
+from otxlite.data.formats import DataOptions
 
 
-def evaluate_ir(xml: Path | Any, test_root: Path, run_dir: Path, data_format: str | None = None,
+def evaluate_ir(xml: Path | Any, test_root: Path, run_dir: Path, data_options: DataOptions = DataOptions(),
                 report_dir: Path | None = None) -> tuple[dict[str, Any], float]:
     """COCO metrics of an IR (a file, or an ``openvino.Model`` in memory) on ``test_root`` (OpenVINO only),
     and its confidence threshold; with ``report_dir``, the evaluation report (``otxlite.report.model_report``)."""
@@ -20,7 +21,7 @@ def evaluate_ir(xml: Path | Any, test_root: Path, run_dir: Path, data_format: st
     from otxlite.runtime.predictor import Predictor
 
     predictor = Predictor(xml, hint="THROUGHPUT")
-    subset = prepare_eval_data(test_root, predictor.metadata.labels, run_dir / "data", data_format)
+    subset = prepare_eval_data(test_root, predictor.metadata.labels, run_dir / "data", data_options)
     return evaluate_predictor(predictor, subset.ann_file, report_dir=report_dir), predictor.metadata.confidence_threshold
 
 
@@ -65,7 +66,7 @@ def evaluate_predictor(predictor: Any, ann_file: Path, show_progress: bool = Tru
 
 
 def evaluate(load_weights: Path, test_root: Path, output: Path | None = None,
-             data_format: str | None = None, device: str = "auto") -> tuple[dict[str, Any], Path]:
+             data_options: DataOptions = DataOptions(), device: str = "auto") -> tuple[dict[str, Any], Path]:
     """Evaluate ``load_weights`` (weights.pth or openvino.xml) on ``test_root``; returns the report and
     the path of ``performance.json``. ``device`` is PyTorch's (an IR runs on OpenVINO's CPU plugin)."""
     kind = model_kind(load_weights)
@@ -80,12 +81,12 @@ def evaluate(load_weights: Path, test_root: Path, output: Path | None = None,
         console.print("The model was trained on tiles: each whole image is tiled and the tiles' detections "
                       "merged, as predict and serve do.")
     if kind is ModelKind.OPENVINO:
-        metrics, threshold = evaluate_ir(Path(load_weights), Path(test_root), run_dir, data_format,
+        metrics, threshold = evaluate_ir(Path(load_weights), Path(test_root), run_dir, data_options,
                                          report_dir=run_dir / "report")
     else:
         from otxlite.training.evaluate import evaluate_weights
 
-        metrics, threshold = evaluate_weights(Path(load_weights), Path(test_root), run_dir, data_format,
+        metrics, threshold = evaluate_weights(Path(load_weights), Path(test_root), run_dir, data_options,
                                               report_dir=run_dir / "report")
     report = performance_report(metrics, threshold, Path(load_weights).name)
     return report, write_json_atomic(run_dir / "performance.json", report)

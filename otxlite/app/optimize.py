@@ -33,6 +33,7 @@ from otxlite.app.export import openvino_model
 from otxlite.core.runs import run_folder
 from otxlite.core.templates import optimization_settings
 from otxlite.core.tiling import tile_windows
+from otxlite.data.formats import DataOptions
 
 QUANTIZED_SCOPES = ("/backbone/", "/neck/", "/rpn_head/rpn_conv", "/bbox_head/shared_fcs", "/mask_head/convs",
                     "/mask_head/mask_feature_head", "/mask_head/cls_convs", "/mask_head/kernel_convs",
@@ -83,11 +84,11 @@ def is_quantized(model: Any) -> bool:
     return any(op.get_type_name() in ("FakeQuantize", "FakeConvert") for op in model.get_ordered_ops())
 
 
-def calibration_images(train_root: Path, subset_size: int, data_format: str | None, seed: int = 0) -> list[Path]:
+def calibration_images(train_root: Path, subset_size: int, data_options: DataOptions, seed: int = 0) -> list[Path]:
     """Up to ``subset_size`` training image paths, chosen with a fixed seed."""
     from otxlite.data.formats import import_dataset
 
-    dataset = import_dataset(train_root, data_format, "--train-data-roots")
+    dataset = import_dataset(train_root, data_options.format, "--train-data-roots", data_options.data_root)
     paths = sorted({str(item.media.path) for item in dataset.items if getattr(item.media, "path", None)})
     random.Random(seed).shuffle(paths)
     if len(paths) < subset_size:
@@ -113,7 +114,7 @@ def median_latency_ms(xml: Path, image: np.ndarray, runs: int = 10) -> float:
 
 def optimize(load_weights: Path, train_root: Path, val_root: Path | None = None, output: Path | None = None,
              subset_size: int | None = None, preset: str | None = None, max_accuracy_drop: float | None = None,
-             data_format: str | None = None, accept_accuracy_drop: bool = False) -> OptimizeResult:
+             data_options: DataOptions = DataOptions(), accept_accuracy_drop: bool = False) -> OptimizeResult:
     """Quantize an IR (or export a ``weights.pth`` first) to INT8 with NNCF; see the module docstring.
 
     ``subset_size``, ``preset`` and ``max_accuracy_drop`` left ``None`` come from the model's template
@@ -148,7 +149,7 @@ def optimize(load_weights: Path, train_root: Path, val_root: Path | None = None,
     console.print(f"INT8 settings: --subset-size {subset_size}, --preset {preset}"
                   f"{f', --max-accuracy-drop {max_accuracy_drop}' if val_root is not None else ''} "
                   f"(unset options come from the template {metadata.template_id or '(unknown)'})")
-    paths = calibration_images(Path(train_root), subset_size, data_format)
+    paths = calibration_images(Path(train_root), subset_size, data_options)
     dtype = model.input(0).get_element_type().to_dtype()
 
     def calibration_tensor(path: Path) -> np.ndarray:
@@ -167,7 +168,7 @@ def optimize(load_weights: Path, train_root: Path, val_root: Path | None = None,
                               ignored_scope=ignored_scope(model))
     bound = None
     if val_root is not None and max_accuracy_drop is not None:
-        bound = _keep_within_bound(quantized, model, Path(val_root), run_dir, data_format, metadata.labels,
+        bound = _keep_within_bound(quantized, model, Path(val_root), run_dir, data_options, metadata.labels,
                                    max_accuracy_drop, accept_accuracy_drop)
         quantized = bound.model
     else:
@@ -187,7 +188,7 @@ def optimize(load_weights: Path, train_root: Path, val_root: Path | None = None,
         return OptimizeResult(xml, None, None)
     sample_image = read_image(paths[0])
     extra = {"fp32_layers": bound.fp32_layers, "fp32_groups": bound.fp32_groups} if bound else {}
-    return OptimizeResult(xml, *_compare(fp32_xml, xml, Path(val_root), run_dir, data_format, sample_image, extra))
+    return OptimizeResult(xml, *_compare(fp32_xml, xml, Path(val_root), run_dir, data_options, sample_image, extra))
 
 
 def _finalize(model: Any) -> Any:
@@ -196,7 +197,7 @@ def _finalize(model: Any) -> Any:
     return model
 
 
-def _keep_within_bound(quantized: Any, fp32: Any, val_root: Path, run_dir: Path, data_format: str | None,
+def _keep_within_bound(quantized: Any, fp32: Any, val_root: Path, run_dir: Path, data_options: DataOptions,
                        labels: list[str], max_drop: float, accept: bool) -> BoundResult:
     """Run the accuracy control of ``otxlite.export.accuracy_control`` on the validation set."""
     import json
@@ -205,7 +206,7 @@ def _keep_within_bound(quantized: Any, fp32: Any, val_root: Path, run_dir: Path,
     from otxlite.app.evaluate import evaluate_predictor
     from otxlite.runtime.predictor import Predictor
 
-    validation = prepare_eval_data(val_root, labels, run_dir / "data", data_format, option="--val-data-roots")
+    validation = prepare_eval_data(val_root, labels, run_dir / "data", data_options, option="--val-data-roots")
     coco = json.loads(validation.ann_file.read_text())
     images, instances = len(coco["images"]), sum(not a.get("iscrowd") for a in coco["annotations"])
     if images < MIN_VALIDATION_IMAGES or instances < MIN_VALIDATION_INSTANCES:
@@ -230,7 +231,7 @@ def _keep_within_bound(quantized: Any, fp32: Any, val_root: Path, run_dir: Path,
     return result
 
 
-def _compare(fp32_xml: Path, int8_xml: Path, val_root: Path, run_dir: Path, data_format: str | None,
+def _compare(fp32_xml: Path, int8_xml: Path, val_root: Path, run_dir: Path, data_options: DataOptions,
              sample_image: np.ndarray, extra: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Evaluate both saved IRs as ``otxlite eval`` does; write the INT8 ``performance.json`` (with the FP32 vs
     INT8 rows under ``fp32_vs_int8``); return it and the rows: mask/bbox mAP, .bin size, latency, per-class
@@ -242,7 +243,7 @@ def _compare(fp32_xml: Path, int8_xml: Path, val_root: Path, run_dir: Path, data
     reports = {}
     for name, xml in (("FP32", fp32_xml), ("INT8", int8_xml)):
         console.print(f"Evaluating the saved {name} model")
-        metrics, threshold = evaluate_ir(xml, val_root, run_dir / "eval", data_format,
+        metrics, threshold = evaluate_ir(xml, val_root, run_dir / "eval", data_options,
                                          report_dir=run_dir / "report" if name == "INT8" else None)
         reports[name] = performance_report(metrics, threshold, xml.name)
         rows[name] = {"mask_mAP": reports[name]["mask_mAP"], "bbox_mAP": reports[name]["bbox_mAP"],

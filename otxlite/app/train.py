@@ -13,6 +13,7 @@ from otxlite.core.fileio import write_json_atomic, write_text_atomic
 from otxlite.core.runs import run_folder
 from otxlite.core.templates import apply_overrides, load_template
 from otxlite.core.tiling import AUTO, tiling_settings
+from otxlite.data.formats import DataOptions
 
 
 @dataclass
@@ -64,7 +65,7 @@ def train(
     load_weights: Path | None = None,
     resume_from: Path | None = None,
     pretrained: bool = True,
-    data_format: str | None = None,
+    data_options: DataOptions = DataOptions(),
     skip_bad_images: bool = False,
     extra_hooks: Sequence[Any] = (),
     validate: bool = True,
@@ -102,7 +103,7 @@ def train(
     from otxlite.data.tiling import object_sizes, tile_training_data
 
     data = prepare_training_data(Path(train_root), Path(val_root) if val_root else None, run_dir / "data",
-                                 data_format, skip_bad_images)
+                                 data_options, skip_bad_images)
     console.print(dataset_table(data))
     save_label_schema(data.labels, models_dir / "label_schema.json")
     tiling = tiling_settings(hyper_parameters, object_sizes(data.subsets["train"].ann_file))

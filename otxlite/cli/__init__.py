@@ -15,7 +15,7 @@ import typer
 
 from otxlite import __version__
 from otxlite.core.console import console, err_console, set_verbose
-from otxlite.data.formats import FORMATS
+from otxlite.data.formats import FORMATS, DataOptions
 from otxlite.core.errors import OtxliteError, resource_problem
 
 app = typer.Typer(
@@ -33,6 +33,7 @@ app = typer.Typer(
 Output = Annotated[Optional[Path], typer.Option("--output", "-o", help="Run folder (default: a new folder under otxlite-runs/).")]
 Verbose = Annotated[bool, typer.Option("--verbose", help="Show full tracebacks on errors, and the libraries' own log messages.")]
 DataFormat = Annotated[Optional[str], typer.Option("--data-format", help=f"Force a dataset format: {', '.join(FORMATS)} (default: detected).")]
+DataRoot = Annotated[Optional[Path], typer.Option("--data-root", help="Where the images of a Label Studio or AzureML export lie, when not beside the export (e.g. Label Studio's media folder).")]
 Device = Annotated[str, typer.Option("--device", help="auto (the GPU when mmcv's ops have CUDA kernels, else the CPU with a warning), cuda or cpu.")]
 
 
@@ -69,6 +70,7 @@ def train(
     resume_from: Annotated[Optional[Path], typer.Option("--resume-from", help="Continue an interrupted run from its models/last.pth.")] = None,
     no_pretrained: Annotated[bool, typer.Option("--no-pretrained", help="Do not download ImageNet backbone weights.")] = False,
     data_format: DataFormat = None,
+    data_root: DataRoot = None,
     skip_bad_images: Annotated[bool, typer.Option("--skip-bad-images", help="Skip unreadable images instead of stopping.")] = False,
     device: Device = "auto",
     verbose: Verbose = False,
@@ -82,7 +84,7 @@ def train(
 
     result = run_training(template, train_data_roots, val_root=val_data_roots, output=output, params=param or [],
                           load_weights=load_weights, resume_from=resume_from, pretrained=not no_pretrained,
-                          data_format=data_format, skip_bad_images=skip_bad_images, device=device)
+                          data_options=DataOptions(data_format, data_root), skip_bad_images=skip_bad_images, device=device)
     if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 reports
         return
     print_summary("Training finished", result.performance, {
@@ -98,6 +100,7 @@ def evaluate(
     test_data_roots: Annotated[Path, typer.Option("--test-data-roots", help="Test dataset folder.")],
     output: Output = None,
     data_format: DataFormat = None,
+    data_root: DataRoot = None,
     device: Device = "auto",
     verbose: Verbose = False,
 ) -> None:
@@ -110,7 +113,7 @@ def evaluate(
     from otxlite.app.evaluate import evaluate as run_evaluation
     from otxlite.cli.render import print_summary
 
-    performance, out = run_evaluation(load_weights, test_data_roots, output, data_format, device)
+    performance, out = run_evaluation(load_weights, test_data_roots, output, DataOptions(data_format, data_root), device)
     print_summary("Evaluation finished", performance, {"performance": out, "report": out.parent / "report" / "report.html"})
 
 
@@ -144,6 +147,7 @@ def optimize(
     max_accuracy_drop: Annotated[Optional[float], typer.Option("--max-accuracy-drop", min=0.0, max=1.0, help="With --val-data-roots: the INT8 model's mask mAP (measured as `otxlite eval` does) stays within this absolute drop of the FP32 IR's; layers go back to FP32 until it does (default: the template's, 0.01).")] = None,
     accept_accuracy_drop: Annotated[bool, typer.Option("--accept-accuracy-drop", help="Save the INT8 model even if the bound cannot be met (default: save nothing, exit non-zero).")] = False,
     data_format: DataFormat = None,
+    data_root: DataRoot = None,
     verbose: Verbose = False,
 ) -> None:
     """Quantize an exported model to INT8 with NNCF (post-processing stays FP32); writes openvino.xml/.bin.
@@ -154,7 +158,7 @@ def optimize(
     from otxlite.cli.render import print_int8_comparison, print_summary
 
     result = run_optimization(load_weights, train_data_roots, val_data_roots, output, subset_size, preset,
-                              max_accuracy_drop, data_format, accept_accuracy_drop)
+                              max_accuracy_drop, DataOptions(data_format, data_root), accept_accuracy_drop)
     if result.comparison:
         print_int8_comparison(result.comparison)
     print_summary("Optimization finished", None, {"model": result.xml, "weights": result.xml.with_suffix(".bin"),
@@ -192,6 +196,7 @@ def benchmark(
     train_data_roots: Annotated[Optional[Path], typer.Option("--train-data-roots", help="Also make and measure INT8, calibrated on these images.")] = None,
     output: Output = None,
     data_format: DataFormat = None,
+    data_root: DataRoot = None,
     verbose: Verbose = False,
 ) -> None:
     """Accuracy, latency (p50/p90) and throughput of PyTorch, OpenVINO FP32, FP16 and INT8 on your data; benchmark.json.
@@ -201,7 +206,7 @@ def benchmark(
     from otxlite.app.benchmark import benchmark as run_benchmark
     from otxlite.cli.render import benchmark_table, print_summary
 
-    report, out = run_benchmark(load_weights, test_data_roots, output, train_data_roots, data_format)
+    report, out = run_benchmark(load_weights, test_data_roots, output, train_data_roots, DataOptions(data_format, data_root))
     console.print(benchmark_table(report))
     print_summary("Benchmark finished", None, {"benchmark": out})
 

@@ -47,20 +47,22 @@ def is_azureml_jsonl(root: Path) -> bool:
     return False
 
 
-def resolve_image(url: str, base: Path) -> Path:
-    """Local file of an ``image_url``, relative to ``base`` (the JSONL file's folder).
+def resolve_image(url: str, bases: list[Path]) -> Path:
+    """Local file of an ``image_url``, under the first of ``bases`` that has it (``--data-root``, then the JSONL
+    file's folder).
 
     Tries the URL as given, then the path after the datastore prefix (``azureml://.../paths/``,
     ``AmlDatastore://``) and its shorter tails, then ``images/<name>``, then the bare file name.
-    Returns the first that exists, else the path after the prefix (for the error message).
+    Returns the first that exists, else the path after the prefix under the last base (for the error message).
     """
     url = re.sub(r"^file://", "", url.strip())
     rest = Path(_DATASTORE_PREFIX.sub("", url))
-    tails = [base / Path(*rest.parts[i:]) for i in range(len(rest.parts) - 1)]
-    for candidate in [base / url, *tails, base / "images" / rest.name, base / rest.name]:
-        if candidate.is_file():
-            return candidate
-    return base / rest
+    for base in bases:
+        tails = [base / Path(*rest.parts[i:]) for i in range(len(rest.parts) - 1)]
+        for candidate in [base / url, *tails, base / "images" / rest.name, base / rest.name]:
+            if candidate.is_file():
+                return candidate
+    return bases[-1] / rest
 
 
 def _size_of(details: Any) -> tuple[int, int] | None:
@@ -156,8 +158,9 @@ def _annotations(line: _Line, record: dict[str, Any], size: tuple[int, int] | No
     return annotations
 
 
-def import_azureml_jsonl(root: Path) -> Any:
-    """Read every ``*.jsonl`` file in ``root`` into a ``datumaro.Dataset`` (polygons in pixels)."""
+def import_azureml_jsonl(root: Path, data_root: Path | None = None) -> Any:
+    """Read every ``*.jsonl`` file in ``root`` into a ``datumaro.Dataset`` (polygons in pixels); images are looked
+    up under ``data_root`` first, then beside each file."""
     from datumaro.components.annotation import AnnotationType, LabelCategories
     from datumaro.components.dataset import Dataset
     from datumaro.components.dataset_base import DatasetItem
@@ -178,7 +181,7 @@ def import_azureml_jsonl(root: Path) -> Any:
     label_ids = {name: i for i, name in enumerate(names)}
     items, seen = [], {}
     for line, record in records:
-        image_path = resolve_image(record["image_url"], line.path.parent)
+        image_path = resolve_image(record["image_url"], [*([Path(data_root)] if data_root else []), line.path.parent])
         subset = subset_from_file_name(line.path)
         item_id = image_path.relative_to(root).with_suffix("").as_posix() if image_path.is_relative_to(root) \
             else image_path.stem

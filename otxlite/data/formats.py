@@ -17,6 +17,7 @@ FORMATS: dict[str, str] = {
     "voc": "voc_instance_segmentation",
     "cvat": "cvat",
     "labelme": "otxlite.data.labelme",
+    "label_studio": "otxlite.data.label_studio",
     "datumaro": "datumaro",
     # Datumaro 1.13's YOLO reads boxes only, its Cityscapes is semantic only, its label_me is MIT LabelMe's XML
     # (not labelme's JSON), it has no AzureML JSONL, and its tf_detection_api needs TensorFlow.
@@ -36,6 +37,7 @@ def _own_importers() -> dict[str, tuple[Callable[[Path], bool], Callable[[Path],
     """otxlite's importers: format name -> (detect(root), import(root) -> datumaro.Dataset)."""
     from otxlite.data.azureml import import_azureml_jsonl, is_azureml_jsonl
     from otxlite.data.cityscapes import import_cityscapes_instances, is_cityscapes_instances
+    from otxlite.data.label_studio import import_label_studio, is_label_studio
     from otxlite.data.labelme import import_labelme, is_labelme
     from otxlite.data.tf_object_detection import import_tf_object_detection, is_tf_object_detection
     from otxlite.data.yolo_seg import import_yolo_segmentation, is_yolo_segmentation
@@ -46,6 +48,7 @@ def _own_importers() -> dict[str, tuple[Callable[[Path], bool], Callable[[Path],
         "yolo": (is_yolo_segmentation, import_yolo_segmentation),
         "cityscapes": (is_cityscapes_instances, import_cityscapes_instances),
         "labelme": (is_labelme, import_labelme),
+        "label_studio": (is_label_studio, import_label_studio),
     }
 
 
@@ -130,6 +133,19 @@ def _broken_annotation_file(root: Path, fmt: str) -> str | None:
     return None
 
 
+# Formats whose annotation files point at images that may lie elsewhere (--data-root).
+IMAGE_ROOT_FORMATS = ("label_studio", "azureml")
+
+
+@dataclass(frozen=True)
+class DataOptions:
+    """How a run reads its dataset folders: a forced format (else detected) and where the images of formats that
+    reference them by URL lie (``--data-root``; else the annotation file's folder)."""
+
+    format: str | None = None
+    data_root: Path | None = None
+
+
 @dataclass
 class ImportedDataset:
     """Datumaro items (annotations in memory, images not read) with their label names."""
@@ -140,18 +156,27 @@ class ImportedDataset:
     items: list[Any]
 
 
-def import_dataset(root: Path, data_format: str | None, option: str) -> ImportedDataset:
-    """Import ``root`` with Datumaro; ``option`` names the CLI option in error messages."""
+def import_dataset(root: Path, data_format: str | None, option: str, data_root: Path | None = None) -> ImportedDataset:
+    """Import ``root`` (``data_root``: where a Label Studio or AzureML dataset's images lie); ``option`` names the CLI
+    option in error messages."""
     root = check_folder(root, option)
     if data_format is not None and data_format not in FORMATS:
         raise OtxliteError(f"--data-format {data_format}: unknown format. Choose one of {', '.join(FORMATS)}.")
     fmt = data_format or detect_format(root)
+    if data_root is not None and fmt not in IMAGE_ROOT_FORMATS:
+        raise OtxliteError(f"--data-root {data_root}: a {fmt} dataset finds its images from its own folder "
+                           f"({root}); --data-root is for {' and '.join(IMAGE_ROOT_FORMATS)} exports. Leave it out.")
+    if data_root is not None and not Path(data_root).is_dir():
+        raise OtxliteError(f"--data-root {data_root}: the folder does not exist. Point it at the folder that holds "
+                           "the images the annotation file references.")
     import datumaro as dm
     from datumaro.components.annotation import AnnotationType
 
     own = _own_importers()
     loader: Callable[[], Any]
-    if fmt in own:
+    if fmt in IMAGE_ROOT_FORMATS:
+        loader = lambda: own[fmt][1](root, data_root)  # noqa: E731
+    elif fmt in own:
         loader = lambda: own[fmt][1](root)  # noqa: E731
     else:
         loader = lambda: dm.Dataset.import_from(str(root), FORMATS[fmt])  # noqa: E731

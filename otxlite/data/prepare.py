@@ -9,7 +9,7 @@ from typing import Any
 
 from otxlite.core.console import err_console
 from otxlite.data.convert import ConversionStats, items_to_coco, rescale_warning
-from otxlite.data.formats import ImportedDataset, import_dataset
+from otxlite.data.formats import DataOptions, ImportedDataset, import_dataset
 from otxlite.data.labels import check_known_labels
 from otxlite.data.split import label_set, pick_validation_subset, split_train_val
 from otxlite.core.errors import OtxliteError
@@ -66,17 +66,18 @@ def _write_subset(name: str, items: list[Any], dataset: ImportedDataset, labels:
     return PreparedSubset(name=name, ann_file=ann_file, stats=stats)
 
 
-def prepare_training_data(train_root: Path, val_root: Path | None, out_dir: Path, data_format: str | None = None,
-                          skip_bad_images: bool = False, seed: int = 0) -> PreparedData:
+def prepare_training_data(train_root: Path, val_root: Path | None, out_dir: Path,
+                          data_options: DataOptions = DataOptions(), skip_bad_images: bool = False,
+                          seed: int = 0) -> PreparedData:
     """Import train (and validation) data, fix the label schema, split if needed, write COCO files.
 
     Without ``val_root``: a validation subset inside the train folder is used, else a seeded 80/20
     split is made and recorded in ``out_dir/split.json``.
     """
-    train = import_dataset(train_root, data_format, "--train-data-roots")
+    train = import_dataset(train_root, data_options.format, "--train-data-roots", data_options.data_root)
     formats = {"train": train.format}
     if val_root is not None:
-        val = import_dataset(val_root, data_format, "--val-data-roots")
+        val = import_dataset(val_root, data_options.format, "--val-data-roots", data_options.data_root)
         formats["val"] = val.format
         train_items, val_items, note = train.items, val.items, f"validation data from {val_root}"
     else:
@@ -100,9 +101,9 @@ def prepare_training_data(train_root: Path, val_root: Path | None, out_dir: Path
     return PreparedData(labels=labels, formats=formats, subsets=subsets, split_note=note)
 
 
-def prepare_eval_data(test_root: Path, labels: list[str], out_dir: Path, data_format: str | None = None,
+def prepare_eval_data(test_root: Path, labels: list[str], out_dir: Path, data_options: DataOptions = DataOptions(),
                       option: str = "--test-data-roots") -> PreparedSubset:
     """Import evaluation data for a model with ``labels`` and write its COCO file."""
-    test = import_dataset(test_root, data_format, option)
+    test = import_dataset(test_root, data_options.format, option, data_options.data_root)
     check_known_labels(_used_labels(test, test.items), labels, f"data in {test_root}")
     return _write_subset("test", test.items, test, labels, out_dir, skip_bad_images=False)
