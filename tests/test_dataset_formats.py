@@ -99,6 +99,49 @@ def test_format_round_trip(fmt: str, sample: Path, reference, tmp_path: Path) ->
         assert areas[label] == pytest.approx(area, rel=tolerance), label
 
 
+def _resized_copy(sample: Path, out: Path, fx: float, fy: float) -> Path:
+    """The sample with every image file resized by (fx, fy) on disk; the annotation file still declares the old sizes
+    (a resized export)."""
+    shutil.copytree(sample, out)
+    for image in (out / "images").rglob("*.*"):
+        pixels = cv2.imread(str(image))
+        cv2.imwrite(str(image), cv2.resize(pixels, None, fx=fx, fy=fy, interpolation=cv2.INTER_NEAREST))
+    return out
+
+
+# Formats whose files declare image sizes (or hold masks at a size), and the normalized ones that scale by definition.
+DECLARE_SIZES = ("coco", "voc", "cvat", "labelme", "datumaro", "cityscapes", "tfrecord")
+
+
+@pytest.mark.parametrize("fmt", list(WRITERS))
+def test_declared_size_of_the_same_aspect_is_scaled_to_the_file(fmt: str, sample: Path, reference, tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    write, keeps_crowd = WRITERS[fmt]
+    root = write(load_coco(_resized_copy(sample, tmp_path / "resized", 2, 2)), tmp_path / fmt)
+    prepared = prepare_training_data(root, None, tmp_path / "run")
+    expected = instance_counts(reference) if keeps_crowd else _without_crowd(instance_counts(reference))
+    assert instance_counts(prepared) == expected
+    for label, area in instance_areas(reference).items():  # the masks cover the 2x images, not their top-left
+        tolerance = 0.3 if label == "ring" and fmt not in ("voc", "cityscapes") else 0.1
+        assert instance_areas(prepared)[label] == pytest.approx(4 * area, rel=tolerance), label
+    warnings = capsys.readouterr().err
+    if fmt in DECLARE_SIZES:
+        # VOC and Cityscapes declare sizes only through their mask files: an image without objects has none.
+        rescaled = 5 if fmt in ("voc", "cityscapes") else 6
+        assert f"{rescaled} train image(s) are another size than their annotations declare" in warnings
+        assert "128x128 declared, 256x256 on disk" in warnings and warnings.count("Warning:") == 2  # train, val
+    else:
+        assert "Warning" not in warnings
+
+
+@pytest.mark.parametrize("fmt", DECLARE_SIZES)
+def test_declared_size_of_another_aspect_is_refused(fmt: str, sample: Path, tmp_path: Path) -> None:
+    root = WRITERS[fmt][0](load_coco(_resized_copy(sample, tmp_path / "resized", 2, 1)), tmp_path / fmt)
+    with pytest.raises(OtxliteError, match=r"The image .* is 256x128 pixels \(as a viewer shows it\), but .* 128x128: "
+                                           r"another aspect ratio, so its masks cannot be placed on it"):
+        prepare_training_data(root, None, tmp_path / "run")
+
+
 def test_separate_val_root_and_yolo_detected_over_datumaro(sample: Path, tmp_path: Path) -> None:
     dataset = load_coco(sample)
     train = write_yolo_segmentation(dataset.get_subset("train").as_dataset(), tmp_path / "train")

@@ -91,28 +91,31 @@ def _encode(mask: np.ndarray) -> dict[str, Any]:
     return {"size": list(mask.shape), "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts}
 
 
-def _mask_rle(annotation: Any, height: int, width: int, path: str) -> dict[str, Any]:
-    """The mask of ``annotation`` as COCO RLE at the image's (``height``, ``width``), scaled if drawn at another size."""
+def _mask_rle(annotation: Any, height: int, width: int, path: str) -> tuple[dict[str, Any], tuple[int, int] | None]:
+    """The mask of ``annotation`` as COCO RLE at the image's (``height``, ``width``), scaled if drawn at another size;
+    also that other size (None if it was drawn at the image's)."""
     rle = getattr(annotation, "rle", None)
     if isinstance(rle, dict) and isinstance(rle.get("counts"), (str, bytes)) and tuple(rle["size"]) == (height, width):
         counts = rle["counts"]
-        return {"size": [height, width], "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts}
+        return {"size": [height, width], "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts}, None
     mask = _mask_of(annotation)
-    if mask.shape != (height, width):
-        annotation_scale(mask.shape, (height, width), path, "a mask of its annotations is")
-        mask = cv2.resize(mask.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST).astype(bool)
-    return _encode(mask)
+    if mask.shape == (height, width):
+        return _encode(mask), None
+    annotation_scale(mask.shape, (height, width), path, "a mask of its annotations is")
+    resized = cv2.resize(mask.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST).astype(bool)
+    return _encode(resized), mask.shape
 
 
 def _instances_of(item: Any, height: int, width: int, scale: tuple[float, float] | None, path: str,
-                  stats: ConversionStats) -> list[dict[str, Any]]:
-    """COCO annotations (without ids) of one item, on its (``height``, ``width``) image; ``label`` None marks an
-    ignore region of every label."""
+                  stats: ConversionStats) -> tuple[list[dict[str, Any]], tuple[int, int] | None]:
+    """COCO annotations (without ids) of one item, on its (``height``, ``width``) image (``label`` None marks an
+    ignore region of every label), and the other size its masks were drawn at, if any."""
     from datumaro.components.annotation import AnnotationType
 
     polygons: dict[tuple[Any, Any], list[list[float]]] = {}
     crowd_flags: dict[tuple[Any, Any], bool] = {}
     instances = []
+    drawn_at = None
     shaped_groups = {ann.group for ann in item.annotations
                      if ann.group and ann.type in (AnnotationType.polygon, AnnotationType.mask)}
     for index, ann in enumerate(item.annotations):
@@ -128,7 +131,8 @@ def _instances_of(item: Any, height: int, width: int, scale: tuple[float, float]
             polygons.setdefault(key, []).append(points)
             crowd_flags[key] = crowd_flags.get(key, False) or crowd
         elif ann.type == AnnotationType.mask:
-            rle = _mask_rle(ann, height, width, path)
+            rle, other_size = _mask_rle(ann, height, width, path)
+            drawn_at = drawn_at or other_size
             area = float(mask_utils.area(rle))
             if area < 1.0:
                 stats.degenerate_dropped += 1
@@ -146,7 +150,7 @@ def _instances_of(item: Any, height: int, width: int, scale: tuple[float, float]
         instances.append({"label": label, "segmentation": parts, "area": sum(_polygon_area(p) for p in parts),
                           "bbox": [x0, y0, float(xs.max()) - x0, float(ys.max()) - y0],
                           "iscrowd": int(crowd_flags[(label, _)])})
-    return instances
+    return instances, drawn_at
 
 
 def _image_size(item: Any, path: str, skip_bad_images: bool) -> tuple[int, int] | None:
@@ -192,12 +196,13 @@ def items_to_coco(
         height, width = size
         declared = _declared_size(item)
         scale = annotation_scale(declared, size, path)
-        if scale:
-            stats.rescaled_images += 1
-            stats.first_rescaled = stats.first_rescaled or f"{path} ({_describe(declared)} declared, {_describe(size)} on disk)"
         image_id = len(images) + 1
         images.append({"id": image_id, "file_name": str(Path(path).resolve()), "width": width, "height": height})
-        instances = _instances_of(item, height, width, scale, path, stats)
+        instances, masks_drawn_at = _instances_of(item, height, width, scale, path, stats)
+        drawn_at = declared if scale else masks_drawn_at
+        if drawn_at:
+            stats.rescaled_images += 1
+            stats.first_rescaled = stats.first_rescaled or f"{path} ({_describe(drawn_at)} declared, {_describe(size)} on disk)"
         for instance in instances:
             label = instance.pop("label")
             if label is None and instance["iscrowd"]:

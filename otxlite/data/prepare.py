@@ -61,7 +61,7 @@ def _write_subset(name: str, items: list[Any], dataset: ImportedDataset, labels:
     coco, stats = items_to_coco(items, dataset.labels, labels, skip_bad_images)
     warning = rescale_warning(stats, name)
     if warning:
-        err_console.print(warning, markup=False)
+        err_console.print(warning, markup=False, soft_wrap=True)
     ann_file = write_json_atomic(out_dir / f"{name}.json", coco, indent=None)
     return PreparedSubset(name=name, ann_file=ann_file, stats=stats)
 
