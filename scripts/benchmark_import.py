@@ -1,11 +1,14 @@
-"""Time the dataset import on a synthetic 10,000-image COCO instances file (target: under 30 s).
+"""Time the dataset import of 10,000 images: a COCO instances file (target: under 30 s), or 10,000 labelme JSON
+files written by labelme's own ``LabelFile`` with 20 polygons each (target: under 60 s and 2 GB).
 
-    python scripts/benchmark_import.py [--images 10000] [--objects 5] [--data DIR] [--profile]
+    python scripts/benchmark_import.py [--format coco|labelme] [--images 10000] [--objects N] [--data DIR]
+                                       [--profile] [--json benchmarks/import_labelme.json]
 
 The dataset is written once (one small JPEG hard-linked per image, polygon annotations) into
-``--data`` (default ``~/.cache/otxlite/benchmark_import``); the timed part is
-``prepare_training_data``: Datumaro import, the seeded 80/20 split, conversion and writing the
-COCO files. ``--profile`` prints the top functions by cumulative time (cProfile).
+``--data`` (default ``~/.cache/otxlite/benchmark_import[_labelme]``); the timed part is
+``prepare_training_data``: detection, import, the seeded 80/20 split, conversion and writing the
+COCO files. Peak memory is the process's maximum resident set. ``--profile`` prints the top functions by
+cumulative time (cProfile).
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ import argparse
 import cProfile
 import json
 import os
+import platform
 import pstats
+import resource
 import sys
 import tempfile
 import time
@@ -25,6 +30,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from otxlite.core.fileio import write_json_atomic  # noqa: E402
+from otxlite.core.measure import cpu_model_and_flags  # noqa: E402
 from otxlite.data.prepare import prepare_training_data  # noqa: E402
 
 LABELS = ("car", "person", "bicycle", "dog", "cat")
@@ -74,18 +81,49 @@ def write_benchmark_dataset(root: Path, num_images: int, objects: int, seed: int
     return root
 
 
+def write_labelme_dataset(root: Path, num_images: int, objects: int, seed: int = 0) -> Path:
+    """``root/NNNNNN.json`` written by labelme's ``LabelFile`` beside ``root/NNNNNN.jpg`` (hard links to one JPEG)."""
+    from labelme import LabelFile
+
+    done = root / "done.txt"
+    if done.is_file() and done.read_text() == f"{num_images} {objects}":
+        return root
+    root.mkdir(parents=True, exist_ok=True)
+    height, width = IMAGE_SIZE
+    source = root.parent / f"{root.name}_source.jpg"
+    cv2.imwrite(str(source), np.full((height, width, 3), 127, np.uint8))
+    rng = np.random.default_rng(seed)
+    for index in range(num_images):
+        image = root / f"{index:06d}.jpg"
+        if not image.exists():
+            os.link(source, image)
+        shapes = [{"label": LABELS[int(rng.integers(len(LABELS)))],
+                   "points": np.asarray(_polygon(rng, height, width)).reshape(-1, 2).tolist(), "group_id": None,
+                   "description": "", "shape_type": "polygon", "flags": {}, "mask": None} for _ in range(objects)]
+        LabelFile().save(str(image.with_suffix(".json")), shapes, image.name, height, width)
+    done.write_text(f"{num_images} {objects}")
+    return root
+
+
 def main(argv: list[str] | None = None) -> None:
     """Write (or reuse) the dataset, time ``prepare_training_data`` on it and print the result."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--format", choices=("coco", "labelme"), default="coco")
     parser.add_argument("--images", type=int, default=10_000)
-    parser.add_argument("--objects", type=int, default=5, help="polygons per image")
-    parser.add_argument("--data", type=Path, default=Path.home() / ".cache" / "otxlite" / "benchmark_import")
+    parser.add_argument("--objects", type=int, help="polygons per image (default: 5 for coco, 20 for labelme)")
+    parser.add_argument("--data", type=Path, help="dataset folder (default: under ~/.cache/otxlite)")
     parser.add_argument("--profile", action="store_true", help="print a cProfile summary")
+    parser.add_argument("--json", type=Path, help="also write the result to this JSON file")
     args = parser.parse_args(argv)
+    objects = args.objects or (20 if args.format == "labelme" else 5)
+    suffix = "" if args.format == "coco" else f"_{args.format}"
+    data = args.data or Path.home() / ".cache" / "otxlite" / f"benchmark_import{suffix}"
+    write = write_benchmark_dataset if args.format == "coco" else write_labelme_dataset
+    target_s = 30 if args.format == "coco" else 60
 
     start = time.perf_counter()
-    root = write_benchmark_dataset(args.data, args.images, args.objects)
-    print(f"dataset: {root} ({args.images} images, {args.images * args.objects} polygons), "
+    root = write(data, args.images, objects)
+    print(f"dataset: {root} ({args.images} images, {args.images * objects} polygons), "
           f"ready in {time.perf_counter() - start:.1f} s")
     with tempfile.TemporaryDirectory() as out:
         profiler = cProfile.Profile() if args.profile else None
@@ -98,8 +136,17 @@ def main(argv: list[str] | None = None) -> None:
         seconds = time.perf_counter() - start
     images = sum(subset.stats.images for subset in prepared.subsets.values())
     instances = sum(sum(subset.stats.instances.values()) for subset in prepared.subsets.values())
-    print(f"prepare_training_data: {seconds:.1f} s for {images} images, {instances} instances "
-          f"({images / seconds:.0f} images/s); target < 30 s: {'met' if seconds < 30 else 'NOT met'}")
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    met = seconds < target_s and (args.format == "coco" or peak_mib < 2048)
+    print(f"prepare_training_data ({args.format}): {seconds:.1f} s for {images} images, {instances} instances "
+          f"({images / seconds:.0f} images/s), peak {peak_mib:.0f} MiB; target < {target_s} s"
+          f"{'' if args.format == 'coco' else ' and < 2 GB'}: {'met' if met else 'NOT met'}")
+    if args.json:
+        cpu, flags = cpu_model_and_flags()
+        write_json_atomic(args.json, {
+            "format": args.format, "images": images, "instances": instances, "seconds": round(seconds, 2),
+            "images_per_s": round(images / seconds), "peak_rss_mib": round(peak_mib), "target_s": target_s,
+            "met": met, "cpu": cpu, "cpu_flags": flags, "cores": os.cpu_count(), "python": platform.python_version()})
     if profiler:
         pstats.Stats(profiler).sort_stats("cumulative").print_stats(25)
 

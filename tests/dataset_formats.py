@@ -317,3 +317,27 @@ def instance_areas(prepared: PreparedData) -> dict[str, float]:
                 segmentation = mask_utils.merge(mask_utils.frPyObjects(segmentation, *sizes[ann["image_id"]]))
             areas[names[ann["category_id"]]] += float(mask_utils.area(segmentation))
     return dict(areas)
+
+
+def train_evaluate_predict(root: Path, out: Path) -> dict[str, Any]:
+    """``otxlite train``, ``eval`` and ``predict`` on a dataset folder given as it is (no format or path option;
+    only a short recipe for the test's time); returns eval's performance.json."""
+    from typer.testing import CliRunner
+
+    from otxlite.cli import app
+
+    fast = ["data.input_size=[128,128]", "learning_parameters.batch_size=2", "learning_parameters.num_workers=0",
+            "learning_parameters.learning_rate_warmup_iters=2", "learning_parameters.num_iters=2"]
+    runner = CliRunner()
+    steps = [["train", "MaskRCNN-EfficientNetB2B", "--train-data-roots", str(root), "-o", str(out / "train"),
+              "--no-pretrained", *[arg for param in fast for arg in ("--param", param)]],
+             ["eval", "--load-weights", str(out / "train" / "models" / "weights.pth"), "--test-data-roots", str(root),
+              "-o", str(out / "eval")],
+             ["predict", "--load-weights", str(out / "train" / "models" / "weights.pth"), "-i", str(root),
+              "-o", str(out / "predict")]]
+    for args in steps:
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, (args[0], result.output)
+    predictions = json.loads((out / "predict" / "predictions.json").read_text())
+    assert len(predictions) >= 2 and all("boxes" in entry for entry in predictions)
+    return json.loads((out / "eval" / "performance.json").read_text())

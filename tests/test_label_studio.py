@@ -11,6 +11,7 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
+from dataset_formats import train_evaluate_predict
 from pycocotools import mask as mask_utils
 
 from otxlite.core.errors import OtxliteError
@@ -113,3 +114,9 @@ def test_data_root_is_refused_for_formats_that_do_not_use_it(tmp_path: Path) -> 
     coco = make_sample_dataset(tmp_path / "coco", num_train=2, num_val=1, size=64)
     with pytest.raises(OtxliteError, match="--data-root is for label_studio and azureml exports"):
         import_dataset(coco, None, "--train-data-roots", data_root=tmp_path)
+
+
+@pytest.mark.slow
+def test_label_studio_export_trains_evaluates_and_predicts(label_studio_coins: Path, tmp_path: Path) -> None:
+    performance = train_evaluate_predict(label_studio_coins, tmp_path)
+    assert performance["num_images"] == 2 and set(performance["per_class"]) == {"coin"}

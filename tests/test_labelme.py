@@ -13,7 +13,7 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
-from dataset_formats import labelme_shape, save_labelme
+from dataset_formats import labelme_shape, save_labelme, train_evaluate_predict
 from pycocotools import mask as mask_utils
 
 from otxlite.core.errors import OtxliteError
@@ -201,3 +201,9 @@ def test_labelme_trains_on_its_subset_folders(labelme_coins: Path, tmp_path: Pat
     assert prepared.formats == {"train": "labelme"}
     assert prepared.split_note == "validation subset of the train folder"
     assert prepared.subsets["train"].stats.images == 2 and prepared.subsets["val"].stats.images == 1
+
+
+@pytest.mark.slow
+def test_labelme_folder_trains_evaluates_and_predicts(labelme_coins: Path, tmp_path: Path) -> None:
+    performance = train_evaluate_predict(labelme_coins, tmp_path)
+    assert performance["num_images"] == 3 and set(performance["per_class"]) == {"coin", "coin / large", "marker"}

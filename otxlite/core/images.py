@@ -81,12 +81,16 @@ def read_image(path: str | Path) -> np.ndarray | None:
     return decode_image(data)
 
 
+def viewed_size(image: Image.Image) -> tuple[int, int]:
+    """(height, width) of an opened image as a viewer shows it, from its header."""
+    width, height = image.size
+    return (width, height) if _orientation_of(image) in TRANSPOSED else (height, width)
+
+
 def read_image_size(path: str | Path) -> tuple[int, int] | None:
     """(height, width) as a viewer shows the image, from the file's header; None if it is not a readable image."""
     try:
         with Image.open(path) as image:
-            width, height = image.size
-            turned = _orientation_of(image) in TRANSPOSED
+            return viewed_size(image)
     except (OSError, SyntaxError, ValueError):
         return None
-    return (width, height) if turned else (height, width)

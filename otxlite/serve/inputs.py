@@ -14,6 +14,7 @@ import warnings
 
 from PIL import Image, UnidentifiedImageError
 
+from otxlite.core.images import viewed_size
 from otxlite.serve.errors import RequestError
 from otxlite.serve.fetch import fetch_url
 from otxlite.serve.settings import MIN_IMAGE_SIDE, ServeSettings
@@ -62,7 +63,7 @@ def check_image_header(data: bytes, settings: ServeSettings, what: str) -> None:
         raise RequestError(413, _too_many_bytes(what, len(data), settings))
     try:
         with Image.open(io.BytesIO(data)) as image:
-            width, height = image.size
+            height, width = viewed_size(image)
     except Image.DecompressionBombError:  # Pillow's own limit, far above ours
         raise RequestError(413, f"{what}: the image has more pixels than this server's limit of "
                                 f"{settings.max_megapixels:g} megapixels.") from None
