@@ -321,23 +321,20 @@ def instance_areas(prepared: PreparedData) -> dict[str, float]:
 
 def train_evaluate_predict(root: Path, out: Path) -> dict[str, Any]:
     """``otxlite train``, ``eval`` and ``predict`` on a dataset folder given as it is (no format or path option;
-    only a short recipe for the test's time); returns eval's performance.json."""
-    from typer.testing import CliRunner
-
-    from otxlite.cli import app
+    only a short recipe for the test's time), each as its own process; returns eval's performance.json."""
+    import subprocess
+    import sys
 
     fast = ["data.input_size=[128,128]", "learning_parameters.batch_size=2", "learning_parameters.num_workers=0",
             "learning_parameters.learning_rate_warmup_iters=2", "learning_parameters.num_iters=2"]
-    runner = CliRunner()
+    weights = str(out / "train" / "models" / "weights.pth")
     steps = [["train", "MaskRCNN-EfficientNetB2B", "--train-data-roots", str(root), "-o", str(out / "train"),
               "--no-pretrained", *[arg for param in fast for arg in ("--param", param)]],
-             ["eval", "--load-weights", str(out / "train" / "models" / "weights.pth"), "--test-data-roots", str(root),
-              "-o", str(out / "eval")],
-             ["predict", "--load-weights", str(out / "train" / "models" / "weights.pth"), "-i", str(root),
-              "-o", str(out / "predict")]]
+             ["eval", "--load-weights", weights, "--test-data-roots", str(root), "-o", str(out / "eval")],
+             ["predict", "--load-weights", weights, "-i", str(root), "-o", str(out / "predict")]]
     for args in steps:
-        result = runner.invoke(app, args)
-        assert result.exit_code == 0, (args[0], result.output)
+        result = subprocess.run([sys.executable, "-m", "otxlite.cli", *args], capture_output=True, text=True)
+        assert result.returncode == 0, (args[0], result.stdout[-3000:], result.stderr[-3000:])
     predictions = json.loads((out / "predict" / "predictions.json").read_text())
     assert len(predictions) >= 2 and all("boxes" in entry for entry in predictions)
     return json.loads((out / "eval" / "performance.json").read_text())
