@@ -45,8 +45,10 @@ class ConversionStats:
 
 
 def _polygon_area(points: list[float]) -> float:
-    xs, ys = np.asarray(points[0::2]), np.asarray(points[1::2])
-    return float(abs(np.dot(xs, np.roll(ys, 1)) - np.dot(ys, np.roll(xs, 1))) / 2)
+    """The shoelace area of a flat polygon [x1, y1, x2, y2, ...]."""
+    xy = np.asarray(points, dtype=np.float64)
+    xs, ys = xy[0::2], xy[1::2]
+    return float(abs(xs[:-1] @ ys[1:] - xs[1:] @ ys[:-1] + xs[-1] * ys[0] - xs[0] * ys[-1]) / 2)
 
 
 def _describe(size: tuple[int, int]) -> str:
@@ -114,6 +116,7 @@ def _instances_of(item: Any, height: int, width: int, scale: tuple[float, float]
 
     polygons: dict[tuple[Any, Any], list[list[float]]] = {}
     crowd_flags: dict[tuple[Any, Any], bool] = {}
+    areas: dict[tuple[Any, Any], float] = {}
     instances = []
     drawn_at = None
     shaped_groups = {ann.group for ann in item.annotations
@@ -124,11 +127,13 @@ def _instances_of(item: Any, height: int, width: int, scale: tuple[float, float]
             points = [float(v) for v in ann.points]
             if scale:
                 points = [v * scale[i % 2] for i, v in enumerate(points)]
-            if len(points) < 6 or _polygon_area(points) < 1.0:
+            area = _polygon_area(points) if len(points) >= 6 else 0.0
+            if area < 1.0:
                 stats.degenerate_dropped += 1
                 continue
             key = (ann.label, ann.group if ann.group else f"single-{index}")
             polygons.setdefault(key, []).append(points)
+            areas[key] = areas.get(key, 0.0) + area
             crowd_flags[key] = crowd_flags.get(key, False) or crowd
         elif ann.type == AnnotationType.mask:
             rle, other_size = _mask_rle(ann, height, width, path)
@@ -147,7 +152,7 @@ def _instances_of(item: Any, height: int, width: int, scale: tuple[float, float]
         xs = np.concatenate([p[0::2] for p in parts])
         ys = np.concatenate([p[1::2] for p in parts])
         x0, y0 = float(xs.min()), float(ys.min())
-        instances.append({"label": label, "segmentation": parts, "area": sum(_polygon_area(p) for p in parts),
+        instances.append({"label": label, "segmentation": parts, "area": areas[(label, _)],
                           "bbox": [x0, y0, float(xs.max()) - x0, float(ys.max()) - y0],
                           "iscrowd": int(crowd_flags[(label, _)])})
     return instances, drawn_at

@@ -36,6 +36,8 @@ from otxlite.data.split import subset_from_file_name
 AREA_TYPES = {"polygonlabels": "points", "brushlabels": "rle"}
 SKIPPED_TYPES = ("keypointlabels", "ellipselabels", "polylinelabels")  # counted as other shapes
 _UPLOAD_PREFIX = re.compile(r"^[0-9a-f]{8}-")
+SNIFF_BYTES = 4096  # of a JSON file's head, where the first task's first key is
+TASK_KEYS = (b'"annotations"', b'"data"', b'"predictions"', b'"id"')
 
 
 def _is_task_list(data: Any) -> bool:
@@ -50,8 +52,20 @@ def _read(path: Path) -> Any:
         return None
 
 
+def _starts_like_tasks(path: Path) -> bool:
+    """Whether a JSON file's head is a list of objects with a task's keys, so that detection never parses a large
+    file of another format (Label Studio writes a task's ``annotations`` before its ``data``)."""
+    try:
+        with path.open("rb") as stream:
+            head = stream.read(SNIFF_BYTES)
+    except OSError:
+        return False
+    return bool(re.match(rb"\s*\[\s*\{", head)) and any(key in head for key in TASK_KEYS)
+
+
 def _export_files(root: Path) -> list[tuple[Path, list[dict[str, Any]]]]:
-    return [(path, data) for path in sorted(Path(root).glob("*.json")) if _is_task_list(data := _read(path))]
+    return [(path, data) for path in sorted(Path(root).glob("*.json"))
+            if _starts_like_tasks(path) and _is_task_list(data := _read(path))]
 
 
 def is_label_studio(root: Path) -> bool:

@@ -42,6 +42,7 @@ IGNORE_LABEL = "__ignore__"
 AREA_SHAPES = ("polygon", "rectangle", "circle", "oriented_rectangle", "mask")
 SKIPPED_SHAPES = ("point", "points", "line", "linestrip")
 DETECT_FILES = 20  # JSON files looked at to recognise a labelme folder
+SNIFF_BYTES = 4096  # of a JSON file's head, where labelme's "shapes" key is
 SUBSET_FOLDERS = {"train": "train", "test": "test", **{name: "val" for name in VALIDATION_SUBSETS}}
 CIRCLE_CHORD_PX = 1.0  # a circle becomes a polygon whose chords stay this close to the arc (as labelme2coco)
 CIRCLE_MIN_VERTICES = 12
@@ -55,9 +56,22 @@ def _json_files(root: Path) -> list[Path]:
     return sorted(path for path in Path(root).rglob("*.json") if path.is_file())
 
 
+def _starts_like_labelme(path: Path) -> bool:
+    """Whether a JSON file's head holds a ``shapes`` key (labelme writes it before the shapes, after two short
+    keys), so that detection never parses a large file of another format (a COCO file of 500 MB)."""
+    try:
+        with path.open("rb") as stream:
+            head = stream.read(SNIFF_BYTES)
+    except OSError:
+        return False
+    return head.lstrip().startswith(b"{") and b'"shapes"' in head
+
+
 def is_labelme(root: Path) -> bool:
     """Whether ``root`` holds labelme JSON files (one of the first ``DETECT_FILES`` JSON files is one)."""
     for path in _json_files(root)[:DETECT_FILES]:
+        if not _starts_like_labelme(path):
+            continue
         try:
             if _is_labelme_object(json.loads(path.read_text(encoding="utf-8"))):
                 return True
