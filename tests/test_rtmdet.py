@@ -41,7 +41,7 @@ def test_rtmdet_recipe(tmp_path: Path) -> None:
     def switches(cfg) -> list[dict]:
         return [h for h in cfg.custom_hooks if h["type"] == "PipelineSwitchHook"]
 
-    plain = ["LoadImageFromFile", "LoadAnnotations", "Resize", "YOLOXHSVRandomAug", "RandomFlip", "PackDetInputs"]
+    plain = ["LoadViewedImage", "LoadAnnotations", "Resize", "YOLOXHSVRandomAug", "RandomFlip", "PackDetInputs"]
     large = config(MOSAIC_MIN_IMAGES)
     assert first_stage(large)[2:4] == ["CachedMosaic", "RandomResize"] and "CachedMixUp" in first_stage(large)
     epochs = template.hyper_parameters["learning_parameters"]["num_iters"]
