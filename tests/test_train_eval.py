@@ -120,6 +120,23 @@ def test_resume_continues_from_last_checkpoint(tiny_dataset: Path, tmp_path: Pat
 
 
 @pytest.mark.slow
+def test_results_csv_has_a_row_per_epoch(tiny_dataset: Path, tmp_path: Path) -> None:
+    """Tiny data validates every few epochs: every epoch still gets its row (losses, learning rate), validation
+    columns filled where one ran; a resumed run keeps the header."""
+    train("MaskRCNN-ResNet18", tiny_dataset, output=tmp_path, params=FAST_PARAMS + ["learning_parameters.num_iters=3"],
+          pretrained=False)
+    rows = read_csv(tmp_path / "results.csv")
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
+    assert all(float(r["loss"]) > 0 and float(r["lr"]) > 0 for r in rows)
+    assert rows[-1]["val/mask_mAP"] != "" and any(r["val/mask_mAP"] == "" for r in rows)
+    header = (tmp_path / "results.csv").read_text().splitlines()[0]
+    train("MaskRCNN-ResNet18", tiny_dataset, params=FAST_PARAMS + ["learning_parameters.num_iters=4"],
+          resume_from=tmp_path / "models/last.pth", pretrained=False)
+    assert (tmp_path / "results.csv").read_text().splitlines()[0] == header
+    assert [int(r["epoch"]) for r in read_csv(tmp_path / "results.csv")] == [1, 2, 3, 4]
+
+
+@pytest.mark.slow
 def test_sigterm_leaves_loadable_last_checkpoint(tiny_dataset: Path, tmp_path: Path) -> None:
     args = [sys.executable, "-m", "otxlite.cli", "train", "MaskRCNN-ResNet18", "--train-data-roots",
             str(tiny_dataset), "-o", str(tmp_path), "--no-pretrained", "--param", "learning_parameters.num_iters=50"]

@@ -29,9 +29,10 @@ def plot_results(csv_path: Path, out_dir: Path) -> list[Path]:
         if not columns:
             continue
         fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
-        for column in columns:
-            values = [float(row[column]) if row.get(column) not in (None, "") else float("nan") for row in rows]
-            ax.plot(epochs, values, marker="o", markersize=3, label=column.removeprefix("val/"))
+        for column in columns:  # validation may skip epochs: each curve joins the epochs that have a value
+            points = [(epoch, float(row[column])) for epoch, row in zip(epochs, rows) if row.get(column) not in (None, "")]
+            ax.plot([x for x, _ in points], [y for _, y in points], marker="o", markersize=3,
+                    label=column.removeprefix("val/"))
         ax.set_title(title)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)

@@ -133,7 +133,9 @@ class RunFolderHook(Hook):
 
 @HOOKS.register_module()
 class ResultsCsvHook(Hook):
-    """Appends one row per epoch to ``results.csv``: mean losses, learning rate, validation metrics."""
+    """One row per epoch in ``results.csv``: mean losses and learning rate when the epoch's training ends, the
+    validation metrics added to that row when a validation follows (empty where none ran). Columns keep their
+    order, that of the file being resumed included; the file is rewritten atomically."""
 
     priority = 70
 
@@ -142,12 +144,15 @@ class ResultsCsvHook(Hook):
         self.sums: dict[str, float] = {}
         self.count = 0
         self.rows: list[dict[str, Any]] = []
+        self.columns: list[str] = []
 
     def before_train(self, runner: Any) -> None:
-        """On resume (the checkpoint is loaded by now), keep the rows of the epochs already done."""
+        """On resume (the checkpoint is loaded by now), keep the rows and columns of the epochs already done."""
         if self.csv_path.is_file():
             with open(self.csv_path, newline="") as f:
-                self.rows = [row for row in csv.DictReader(f) if int(row["epoch"]) <= runner.epoch]
+                reader = csv.DictReader(f)
+                self.rows = [row for row in reader if int(row["epoch"]) <= runner.epoch]
+                self.columns = list(reader.fieldnames or [])
 
     def before_train_epoch(self, runner: Any) -> None:
         self.sums, self.count = {}, 0
@@ -159,23 +164,29 @@ class ResultsCsvHook(Hook):
         self.count += 1
 
     def after_train_epoch(self, runner: Any) -> None:
-        if runner.val_loop is None:
-            self._append(runner, {})
-
-    def after_val_epoch(self, runner: Any, metrics: dict[str, float] | None = None) -> None:
-        self._append(runner, metrics or {})
-
-    def _append(self, runner: Any, metrics: dict[str, float]) -> None:
-        if not is_main_process():
-            return
-        row: dict[str, Any] = {"epoch": runner.epoch}
+        """The epoch's row (``runner.epoch`` still counts the epochs before this one)."""
+        row: dict[str, Any] = {"epoch": runner.epoch + 1}
         row.update({key: round(total / max(self.count, 1), 5) for key, total in self.sums.items()})
         row["lr"] = runner.optim_wrapper.get_lr()["lr"][0]
-        row.update({f"val/{key.removeprefix('coco/')}": round(float(v), 5) for key, v in metrics.items()})
         self.rows.append(row)
-        columns = list(dict.fromkeys(key for r in self.rows for key in r))
+        self._write()
+
+    def after_val_epoch(self, runner: Any, metrics: dict[str, float] | None = None) -> None:
+        """The metrics of the validation after epoch ``runner.epoch``, into that epoch's row."""
+        values = {f"val/{key.removeprefix('coco/')}": round(float(v), 5) for key, v in (metrics or {}).items()}
+        row = next((r for r in reversed(self.rows) if int(r["epoch"]) == runner.epoch), None)
+        if row is None:  # a validation before any training epoch (val_begin)
+            row = {"epoch": runner.epoch}
+            self.rows.append(row)
+        row.update(values)
+        self._write()
+
+    def _write(self) -> None:
+        if not is_main_process():
+            return
+        self.columns = list(dict.fromkeys([*self.columns, *(key for row in self.rows for key in row)]))
         buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=columns)
+        writer = csv.DictWriter(buffer, fieldnames=self.columns, restval="")
         writer.writeheader()
         writer.writerows(self.rows)
         write_text_atomic(self.csv_path, buffer.getvalue())
