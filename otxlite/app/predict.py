@@ -9,7 +9,7 @@ from typing import Any, Iterator
 from otxlite.core.console import console, err_console
 from otxlite.core.fileio import atomic_path, write_json_atomic
 from otxlite.app.export import openvino_model
-from otxlite.core.runs import run_folder
+from otxlite.core.runs import run_folder, run_folder_lock
 
 
 @dataclass
@@ -42,50 +42,52 @@ def predict(load_weights: Path, source: str, output: Path | None = None, confide
     from otxlite.report.visualize import draw_instances
 
     run_dir = run_folder(output, "predict")
-    predictor = Predictor(openvino_model(load_weights, run_dir), hint="THROUGHPUT")
-    labels = predictor.metadata.labels
-    threshold = predictor.metadata.confidence_threshold if confidence_threshold is None else confidence_threshold
-    images, skipped = list_inputs(source)
-    for path in skipped:
-        err_console.print(f"[yellow]Warning:[/] skipping {path}: not an image file.")
-    overlays = run_dir / "overlays"
-    overlays.mkdir(parents=True, exist_ok=True)
-    if explain:
-        (run_dir / "saliency").mkdir(exist_ok=True)
-    entries: dict[int, dict[str, Any]] = {}
-    base = Path(source)
+    with run_folder_lock(run_dir, "predict"):
+        predictor = Predictor(openvino_model(load_weights, run_dir), hint="THROUGHPUT")
+        labels = predictor.metadata.labels
+        threshold = predictor.metadata.confidence_threshold if confidence_threshold is None else confidence_threshold
+        images, skipped = list_inputs(source)
+        for path in skipped:
+            err_console.print(f"[yellow]Warning:[/] skipping {path}: not an image file.")
+        overlays = run_dir / "overlays"
+        overlays.mkdir(parents=True, exist_ok=True)
+        if explain:
+            (run_dir / "saliency").mkdir(exist_ok=True)
+        entries: dict[int, dict[str, Any]] = {}
+        base = Path(source)
 
-    with Progress(console=console) as progress:
-        task = progress.add_task("predicting", total=len(images))
+        with Progress(console=console) as progress:
+            task = progress.add_task("predicting", total=len(images))
 
-        def readable() -> Iterator[tuple[Any, Any]]:
-            for index, path in enumerate(images):
-                image = read_image(path)
-                if image is None:
-                    err_console.print(f"[yellow]Warning:[/] skipping {path}: the file cannot be decoded as an image.")
-                    skipped.append(path)
-                    progress.advance(task)
-                    continue
-                yield (index, path, image), image
+            def readable() -> Iterator[tuple[Any, Any]]:
+                for index, path in enumerate(images):
+                    image = read_image(path)
+                    if image is None:
+                        err_console.print(f"[yellow]Warning:[/] skipping {path}: the file cannot be decoded as an "
+                                          "image.")
+                        skipped.append(path)
+                        progress.advance(task)
+                        continue
+                    yield (index, path, image), image
 
-        def on_result(key: tuple[int, Path, Any], prediction: Prediction) -> None:
-            index, path, image = key
-            name = _display_name(path, base)
-            stem = name.replace("/", "__").rsplit(".", 1)[0]
-            if explain:  # saliency from every detection, then only the kept ones go on
-                save_saliency(run_dir / "saliency", stem, image, prediction.masks, prediction.scores,
-                              prediction.labels, labels)
-                prediction = prediction.at_least(threshold)
-            height, width = image.shape[:2]
-            entry = to_azureml(name, prediction, labels, width, height, max_polygon_points)
-            overlay = draw_instances(image, list(prediction.masks), prediction.boxes, prediction.labels.tolist(),
-                                     [labels[i] for i in prediction.labels], prediction.scores)
-            with atomic_path(overlays / f"{stem}.png") as tmp:
-                cv2.imwrite(str(tmp), overlay)
-            entries[index] = entry
-            progress.advance(task)
+            def on_result(key: tuple[int, Path, Any], prediction: Prediction) -> None:
+                index, path, image = key
+                name = _display_name(path, base)
+                stem = name.replace("/", "__").rsplit(".", 1)[0]
+                if explain:  # saliency from every detection, then only the kept ones go on
+                    save_saliency(run_dir / "saliency", stem, image, prediction.masks, prediction.scores,
+                                  prediction.labels, labels)
+                    prediction = prediction.at_least(threshold)
+                height, width = image.shape[:2]
+                entry = to_azureml(name, prediction, labels, width, height, max_polygon_points)
+                overlay = draw_instances(image, list(prediction.masks), prediction.boxes, prediction.labels.tolist(),
+                                         [labels[i] for i in prediction.labels], prediction.scores)
+                with atomic_path(overlays / f"{stem}.png") as tmp:
+                    cv2.imwrite(str(tmp), overlay)
+                entries[index] = entry
+                progress.advance(task)
 
-        predictor.predict_async(readable(), on_result, None if explain else threshold)
-    ordered = [entries[i] for i in sorted(entries)]
-    predictions = write_json_atomic(run_dir / "predictions.json", ordered)
-    return PredictResult(predictions, overlays, len(ordered), sum(len(e["boxes"]) for e in ordered), skipped)
+            predictor.predict_async(readable(), on_result, None if explain else threshold)
+        ordered = [entries[i] for i in sorted(entries)]
+        predictions = write_json_atomic(run_dir / "predictions.json", ordered)
+        return PredictResult(predictions, overlays, len(ordered), sum(len(e["boxes"]) for e in ordered), skipped)

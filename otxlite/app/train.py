@@ -10,7 +10,7 @@ from typing import Any, Sequence
 from otxlite.core.console import console, err_console
 from otxlite.core.errors import OtxliteError
 from otxlite.core.fileio import write_json_atomic, write_text_atomic
-from otxlite.core.runs import run_folder
+from otxlite.core.runs import run_folder, run_folder_lock
 from otxlite.core.templates import apply_overrides, load_template
 from otxlite.core.tiling import AUTO, tiling_settings
 from otxlite.data.formats import DataOptions
@@ -94,86 +94,90 @@ def train(
 
     check_model_config(chosen)
     run_dir = run_folder(output, "train")
-    models_dir = run_dir / "models"
-    console.print(f"Template [bold]{chosen.name}[/] ({chosen.path}); run folder [bold]{run_dir}[/]")
+    with run_folder_lock(run_dir, "train"):
+        models_dir = run_dir / "models"
+        console.print(f"Template [bold]{chosen.name}[/] ({chosen.path}); run folder [bold]{run_dir}[/]")
 
-    from otxlite.data.labels import save_label_schema
-    from otxlite.data.prepare import keep_polygon_masks, prepare_training_data
-    from otxlite.data.report import dataset_table
-    from otxlite.data.tiling import object_sizes, tile_training_data
+        from otxlite.data.labels import save_label_schema
+        from otxlite.data.prepare import keep_polygon_masks, prepare_training_data
+        from otxlite.data.report import dataset_table
+        from otxlite.data.tiling import object_sizes, tile_training_data
 
-    data = prepare_training_data(Path(train_root), Path(val_root) if val_root else None, run_dir / "data",
-                                 data_options, skip_bad_images)
-    console.print(dataset_table(data))
-    save_label_schema(data.labels, models_dir / "label_schema.json")
-    tiling = tiling_settings(hyper_parameters, object_sizes(data.subsets["train"].ann_file))
-    if tiling is not None:
-        auto = " (auto: from the training objects' sizes)" if hyper_parameters["tiling"]["tile_size"] == AUTO else ""
-        data, cut = tile_training_data(data, tiling, run_dir / "data" / "tiles")
-        console.print(f"Tiling: {tiling.tile_size} px tiles{auto}, overlap {tiling.overlap:g}; {cut}. Validation "
-                      "tiles the whole validation images and merges, as eval, predict and serve do.")
+        data = prepare_training_data(Path(train_root), Path(val_root) if val_root else None, run_dir / "data",
+                                     data_options, skip_bad_images)
+        console.print(dataset_table(data))
+        save_label_schema(data.labels, models_dir / "label_schema.json")
+        tiling = tiling_settings(hyper_parameters, object_sizes(data.subsets["train"].ann_file))
+        if tiling is not None:
+            automatic = hyper_parameters["tiling"]["tile_size"] == AUTO
+            auto = " (auto: from the training objects' sizes)" if automatic else ""
+            data, cut = tile_training_data(data, tiling, run_dir / "data" / "tiles")
+            console.print(f"Tiling: {tiling.tile_size} px tiles{auto}, overlap {tiling.overlap:g}; {cut}. Validation "
+                          "tiles the whole validation images and merges, as eval, predict and serve do.")
 
-    from otxlite.training.checkpoint import trusted_mmengine_checkpoints
-    from otxlite.training.config import build_runner_config, load_model_config, pretrained_checkpoints
-    from otxlite.training.pretrained import RANDOM, choose_pretrained_start
-    from otxlite.training.recipes import RTMDET, describe_augmentation
-    from otxlite.training.runner import build_runner, sigterm_as_interrupt
+        from otxlite.training.checkpoint import trusted_mmengine_checkpoints
+        from otxlite.training.config import build_runner_config, load_model_config, pretrained_checkpoints
+        from otxlite.training.pretrained import RANDOM, choose_pretrained_start
+        from otxlite.training.recipes import RTMDET, describe_augmentation
+        from otxlite.training.runner import build_runner, sigterm_as_interrupt
 
-    start = RANDOM
-    if pretrained and load_weights is None and resume_from is None:
-        model, _ = load_model_config(chosen, len(data.labels))
-        start = choose_pretrained_start(chosen.coco_checkpoint, pretrained_checkpoints(model))
-        if start != RANDOM:
-            console.print(f"Starting from {start}-pretrained weights.")
-    elif not pretrained:
-        err_console.print("[yellow]Warning:[/] --no-pretrained: training starts from random weights.")
-    if load_weights is not None and not Path(load_weights).is_file():
-        raise OtxliteError(f"--load-weights {load_weights}: the file does not exist.")
-    cfg = build_runner_config(
-        chosen, hyper_parameters, data.labels, data.subsets["train"].ann_file, data.subsets["val"].ann_file
-        if validate and data.subsets["val"].stats.images else None, run_dir / "logs",
-        num_train_images=data.subsets["train"].stats.images, pretrained_start=start,
-        load_from=resume_from or load_weights, resume=resume_from is not None, tiling=tiling,
-        polygon_masks=keep_polygon_masks(data.subsets["train"].ann_file,
-                                         tuple(hyper_parameters["data"]["input_size"])))
-    if chosen.recipe == RTMDET:
-        console.print(describe_augmentation(hyper_parameters["data"].get("augmentation", "auto"),
-                                            data.subsets["train"].stats.images))
-    post = hyper_parameters["postprocessing"]
-    cfg.custom_hooks += [
-        dict(type="RunFolderHook", models_dir=str(models_dir), labels=data.labels, template_id=chosen.model_template_id,
-             confidence_threshold=post["confidence_threshold"],
-             result_based_threshold=post["result_based_confidence_threshold"]),
-        dict(type="ResultsCsvHook", csv_path=str(run_dir / "results.csv")),
-        dict(type="PlotsHook", csv_path=str(run_dir / "results.csv"), plots_dir=str(run_dir / "plots"),
-             weights_path=str(models_dir / "weights.pth"), labels=data.labels),
-        dict(type="ProgressHook"),
-    ]
-    if cfg.get("val_evaluator"):  # report/: the evaluation report of the validation whose model is weights.pth
-        cfg.val_evaluator.update(report_dir=str(run_dir / "report"), report_kept_only=True, confidence_threshold=None
-                                 if post["result_based_confidence_threshold"] else post["confidence_threshold"])
-    write_text_atomic(run_dir / "config.py", cfg.pretty_text)
-    runner = build_runner(cfg)
-    for hook in extra_hooks:
-        runner.register_hook(hook)
-    if load_weights is not None:
-        _report_head_reinit(runner, Path(load_weights))
-    try:
-        # mmengine's own resume checkpoints need a few more classes (and getattr): only for the user's own run.
-        trusted = trusted_mmengine_checkpoints() if resume_from is not None else nullcontext()
-        with sigterm_as_interrupt(), trusted:
-            runner.train()
-    except KeyboardInterrupt:
-        last = models_dir / "last.pth"
-        hint = (f"Resume with: otxlite train {template} --train-data-roots {train_root} --resume-from {last}"
-                if last.is_file() else "No epoch had finished, so there is nothing to resume.")
-        raise OtxliteError(f"Training interrupted. {hint}") from None
-    from mmengine.dist import barrier, is_main_process
+        start = RANDOM
+        if pretrained and load_weights is None and resume_from is None:
+            model, _ = load_model_config(chosen, len(data.labels))
+            start = choose_pretrained_start(chosen.coco_checkpoint, pretrained_checkpoints(model))
+            if start != RANDOM:
+                console.print(f"Starting from {start}-pretrained weights.")
+        elif not pretrained:
+            err_console.print("[yellow]Warning:[/] --no-pretrained: training starts from random weights.")
+        if load_weights is not None and not Path(load_weights).is_file():
+            raise OtxliteError(f"--load-weights {load_weights}: the file does not exist.")
+        cfg = build_runner_config(
+            chosen, hyper_parameters, data.labels, data.subsets["train"].ann_file, data.subsets["val"].ann_file
+            if validate and data.subsets["val"].stats.images else None, run_dir / "logs",
+            num_train_images=data.subsets["train"].stats.images, pretrained_start=start,
+            load_from=resume_from or load_weights, resume=resume_from is not None, tiling=tiling,
+            polygon_masks=keep_polygon_masks(data.subsets["train"].ann_file,
+                                             tuple(hyper_parameters["data"]["input_size"])))
+        if chosen.recipe == RTMDET:
+            console.print(describe_augmentation(hyper_parameters["data"].get("augmentation", "auto"),
+                                                data.subsets["train"].stats.images))
+        post = hyper_parameters["postprocessing"]
+        cfg.custom_hooks += [
+            dict(type="RunFolderHook", models_dir=str(models_dir), labels=data.labels,
+                 template_id=chosen.model_template_id,
+                 confidence_threshold=post["confidence_threshold"],
+                 result_based_threshold=post["result_based_confidence_threshold"]),
+            dict(type="ResultsCsvHook", csv_path=str(run_dir / "results.csv")),
+            dict(type="PlotsHook", csv_path=str(run_dir / "results.csv"), plots_dir=str(run_dir / "plots"),
+                 weights_path=str(models_dir / "weights.pth"), labels=data.labels),
+            dict(type="ProgressHook"),
+        ]
+        if cfg.get("val_evaluator"):  # report/: the evaluation report of the validation whose model is weights.pth
+            cfg.val_evaluator.update(report_dir=str(run_dir / "report"), report_kept_only=True,
+                                     confidence_threshold=None
+                                     if post["result_based_confidence_threshold"] else post["confidence_threshold"])
+        write_text_atomic(run_dir / "config.py", cfg.pretty_text)
+        runner = build_runner(cfg)
+        for hook in extra_hooks:
+            runner.register_hook(hook)
+        if load_weights is not None:
+            _report_head_reinit(runner, Path(load_weights))
+        try:
+            # mmengine's own resume checkpoints need a few more classes (and getattr): only for the user's own run.
+            trusted = trusted_mmengine_checkpoints() if resume_from is not None else nullcontext()
+            with sigterm_as_interrupt(), trusted:
+                runner.train()
+        except KeyboardInterrupt:
+            last = models_dir / "last.pth"
+            hint = (f"Resume with: otxlite train {template} --train-data-roots {train_root} --resume-from {last}"
+                    if last.is_file() else "No epoch had finished, so there is nothing to resume.")
+            raise OtxliteError(f"Training interrupted. {hint}") from None
+        from mmengine.dist import barrier, is_main_process
 
-    barrier()  # with DDP, rank 0 has written weights.pth once every rank is here
-    if not is_main_process():
-        return TrainResult(run_dir=run_dir, weights=models_dir / "weights.pth", performance=None)
-    return _finish(run_dir, models_dir)
+        barrier()  # with DDP, rank 0 has written weights.pth once every rank is here
+        if not is_main_process():
+            return TrainResult(run_dir=run_dir, weights=models_dir / "weights.pth", performance=None)
+        return _finish(run_dir, models_dir)
 
 
 def _finish(run_dir: Path, models_dir: Path) -> TrainResult:

@@ -99,7 +99,8 @@ def _mask_rle(annotation: Any, height: int, width: int, path: str) -> tuple[dict
     rle = getattr(annotation, "rle", None)
     if isinstance(rle, dict) and isinstance(rle.get("counts"), (str, bytes)) and tuple(rle["size"]) == (height, width):
         counts = rle["counts"]
-        return {"size": [height, width], "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts}, None
+        counts = counts.decode("ascii") if isinstance(counts, bytes) else counts
+        return {"size": [height, width], "counts": counts}, None
     mask = _mask_of(annotation)
     if mask.shape == (height, width):
         return _encode(mask), None
@@ -207,7 +208,8 @@ def items_to_coco(
         drawn_at = declared if scale else masks_drawn_at
         if drawn_at:
             stats.rescaled_images += 1
-            stats.first_rescaled = stats.first_rescaled or f"{path} ({_describe(drawn_at)} declared, {_describe(size)} on disk)"
+            stats.first_rescaled = (stats.first_rescaled
+                                    or f"{path} ({_describe(drawn_at)} declared, {_describe(size)} on disk)")
         for instance in instances:
             label = instance.pop("label")
             if label is None and instance["iscrowd"]:
