@@ -30,6 +30,7 @@ from otxlite.core.errors import OtxliteError
 from otxlite.core.fileio import save_ir_atomic, write_json_atomic
 from otxlite.export.fp16_weights import compress_float_weights
 from otxlite.app.export import openvino_model
+from otxlite.core.model_files import model_kind
 from otxlite.core.runs import run_folder
 from otxlite.core.templates import optimization_settings
 from otxlite.core.tiling import tile_windows
@@ -134,6 +135,7 @@ def optimize(load_weights: Path, train_root: Path, val_root: Path | None = None,
 
     if preset is not None and preset not in ("performance", "mixed"):
         raise OtxliteError(f"--preset {preset}: choose performance or mixed.")
+    model_kind(load_weights)  # a missing or cut-short model is refused before the run folder is made
     run_dir = run_folder(output, "optimize")
     fp32_xml = openvino_model(load_weights, run_dir)
     core = ov.Core()

@@ -9,6 +9,7 @@ from typing import Any, Iterator
 from otxlite.core.console import console, err_console
 from otxlite.core.fileio import atomic_path, write_json_atomic
 from otxlite.app.export import openvino_model
+from otxlite.core.model_files import model_kind
 from otxlite.core.runs import run_folder, run_folder_lock
 
 
@@ -41,6 +42,7 @@ def predict(load_weights: Path, source: str, output: Path | None = None, confide
     from otxlite.runtime.schema import to_azureml
     from otxlite.report.visualize import draw_instances
 
+    model_kind(load_weights)  # a missing or cut-short model is refused before the run folder is made
     run_dir = run_folder(output, "predict")
     with run_folder_lock(run_dir, "predict"):
         predictor = Predictor(openvino_model(load_weights, run_dir), hint="THROUGHPUT")

@@ -10,6 +10,7 @@ from typing import Any, Sequence
 from otxlite.core.console import console, err_console
 from otxlite.core.errors import OtxliteError
 from otxlite.core.fileio import write_json_atomic, write_text_atomic
+from otxlite.core.model_files import check_checkpoint
 from otxlite.core.runs import run_folder, run_folder_lock
 from otxlite.core.templates import apply_overrides, load_template
 from otxlite.core.tiling import AUTO, tiling_settings
@@ -88,6 +89,9 @@ def train(
         check_folder(Path(val_root), "--val-data-roots")
     if resume_from is not None and not Path(resume_from).is_file():
         raise OtxliteError(f"--resume-from {resume_from}: the file does not exist. Give the models/last.pth of the run.")
+    for option, checkpoint in (("--resume-from", resume_from), ("--load-weights", load_weights)):
+        if checkpoint is not None:
+            check_checkpoint(Path(checkpoint), option)
     if output is None and resume_from is not None:
         output = Path(resume_from).resolve().parent.parent
     from otxlite.training.config import check_model_config
@@ -129,8 +133,6 @@ def train(
                 console.print(f"Starting from {start}-pretrained weights.")
         elif not pretrained:
             err_console.print("[yellow]Warning:[/] --no-pretrained: training starts from random weights.")
-        if load_weights is not None and not Path(load_weights).is_file():
-            raise OtxliteError(f"--load-weights {load_weights}: the file does not exist.")
         cfg = build_runner_config(
             chosen, hyper_parameters, data.labels, data.subsets["train"].ann_file, data.subsets["val"].ann_file
             if validate and data.subsets["val"].stats.images else None, run_dir / "logs",
