@@ -28,6 +28,9 @@ def photo_folder(sample_dataset: Path, tmp_path: Path) -> Path:
     shutil.copytree(sample_dataset / "images" / "val", folder)
     (folder / "notes.txt").write_text("not an image")
     (folder / "broken.jpg").write_bytes(b"\xff\xd8 definitely not a jpeg")
+    (folder / "empty.png").write_bytes(b"")
+    first = sorted(folder.glob("val_*.jpg"))[0].read_bytes()
+    (folder / "cut.jpg").write_bytes(first[: len(first) // 2])  # a download that stopped half-way
     return folder
 
 
@@ -37,6 +40,9 @@ def test_predict_writes_azureml_json_and_overlays(exported_ir: Path, photo_folde
                      "--confidence-threshold", "0.1", "--max-polygon-points", "12")
     assert result.returncode == 0, result.stderr
     assert "notes.txt" in result.stderr and "broken.jpg" in result.stderr
+    assert "4 files not scored" in result.stdout
+    errors = [json.loads(line) for line in (out / "errors.jsonl").read_text().splitlines()]
+    assert sorted(Path(e["file"]).name for e in errors) == ["broken.jpg", "cut.jpg", "empty.png", "notes.txt"]
     entries = json.loads((out / "predictions.json").read_text())
     names = sorted(p.name for p in photo_folder.glob("val_*.jpg"))
     assert [e["filename"] for e in entries] == names

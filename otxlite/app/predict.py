@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
 from otxlite.core.console import console, err_console
-from otxlite.core.fileio import atomic_path, write_json_atomic
+from otxlite.core.fileio import atomic_path, write_json_atomic, write_text_atomic
 from otxlite.app.export import openvino_model
 from otxlite.core.model_files import model_kind
 from otxlite.core.runs import run_folder, run_folder_lock
+
+
+ERRORS_FILE = "errors.jsonl"
 
 
 @dataclass
@@ -22,6 +26,7 @@ class PredictResult:
     images: int
     detections: int
     skipped: list[Path]
+    errors: Path | None  # errors.jsonl, when some files were not scored
 
 
 def _display_name(path: Path, source: Path) -> str:
@@ -48,9 +53,10 @@ def predict(load_weights: Path, source: str, output: Path | None = None, confide
         predictor = Predictor(openvino_model(load_weights, run_dir), hint="THROUGHPUT")
         labels = predictor.metadata.labels
         threshold = predictor.metadata.confidence_threshold if confidence_threshold is None else confidence_threshold
-        images, skipped = list_inputs(source)
-        for path in skipped:
-            err_console.print(f"[yellow]Warning:[/] skipping {path}: not an image file.")
+        images, not_images = list_inputs(source)
+        failures = [(path, "not an image file (by its name)") for path in not_images]
+        for path, reason in failures:
+            err_console.print(f"[yellow]Warning:[/] skipping {path}: {reason}.")
         overlays = run_dir / "overlays"
         overlays.mkdir(parents=True, exist_ok=True)
         if explain:
@@ -65,9 +71,9 @@ def predict(load_weights: Path, source: str, output: Path | None = None, confide
                 for index, path in enumerate(images):
                     image = read_image(path)
                     if image is None:
-                        err_console.print(f"[yellow]Warning:[/] skipping {path}: the file cannot be decoded as an "
-                                          "image.")
-                        skipped.append(path)
+                        reason = "cannot be decoded (empty, cut short or not an image)"
+                        err_console.print(f"[yellow]Warning:[/] skipping {path}: {reason}.")
+                        failures.append((path, reason))
                         progress.advance(task)
                         continue
                     yield (index, path, image), image
@@ -92,4 +98,9 @@ def predict(load_weights: Path, source: str, output: Path | None = None, confide
             predictor.predict_async(readable(), on_result, None if explain else threshold)
         ordered = [entries[i] for i in sorted(entries)]
         predictions = write_json_atomic(run_dir / "predictions.json", ordered)
-        return PredictResult(predictions, overlays, len(ordered), sum(len(e["boxes"]) for e in ordered), skipped)
+        errors = run_dir / ERRORS_FILE
+        if failures:  # one JSON object per line: the file and why it was not scored
+            write_text_atomic(errors, "".join(json.dumps({"file": str(path), "error": reason}) + "\n"
+                                              for path, reason in failures))
+        return PredictResult(predictions, overlays, len(ordered), sum(len(e["boxes"]) for e in ordered),
+                             [path for path, _ in failures], errors if failures else None)
