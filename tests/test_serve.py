@@ -180,7 +180,8 @@ def test_score_accepts_jpeg_data_uris_and_wrapped_base64(client):
 
 
 def test_health_and_metadata(client):
-    assert client.get("/health").json() == {"status": "ready", "detail": None}
+    health = client.get("/health").json()
+    assert health["status"] == "ready" and health["detail"] is None and len(health["model_sha256"]) == 64
     meta = client.get("/metadata").json()
     assert meta["labels"] == ["cat", "dog"]
     assert meta["input_size"] == {"width": SYNTHETIC_SIZE, "height": SYNTHETIC_SIZE}
@@ -594,3 +595,22 @@ def test_sigterm_lets_requests_in_flight_finish_then_exits_0(trained_server, sam
     assert trained_server.stop() == 0, trained_server.log_text()
     log = trained_server.log_text()
     assert "Shutting down" in log and "Traceback" not in log, log
+
+
+def test_serving_goes_on_when_the_model_files_are_deleted_or_replaced(synthetic_ir: Path, tmp_path: Path) -> None:
+    """The server holds the compiled model: deleting or replacing its folder changes nothing it answers, and
+    /health names the SHA-256 of the files it loaded."""
+    import hashlib
+    import shutil
+
+    folder = tmp_path / "deployed"
+    shutil.copytree(synthetic_ir.parent, folder)
+    loaded = hashlib.sha256(synthetic_ir.read_bytes() + synthetic_ir.with_suffix(".bin").read_bytes()).hexdigest()
+    with serving(folder / "openvino.xml") as c:
+        before = c.post("/score", json=body(b64(BRIGHT))).json()
+        shutil.rmtree(folder)
+        assert c.post("/score", json=body(b64(BRIGHT))).json() == before
+        make_synthetic_ir(folder).with_suffix(".bin").write_bytes(b"another model")
+        assert c.post("/score", json=body(b64(BRIGHT))).json() == before
+        health = c.get("/health").json()
+        assert health["status"] == "ready" and health["model_sha256"] == loaded

@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 # Decoding failures are otxlite's to report (by file name, with a count): OpenCV's own log lines are dropped.
-cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+cv2.setLogLevel(0)  # 0: silent
 ORIENTATION_TAG = 0x0112
 # Orientations that swap width and height (the stored pixels are turned by 90 degrees).
 TRANSPOSED = frozenset({5, 6, 7, 8})

@@ -3,6 +3,7 @@ whether the file is whole, checked in milliseconds before any heavy work or run 
 
 from __future__ import annotations
 
+import hashlib
 import zipfile
 from enum import Enum
 from pathlib import Path
@@ -64,6 +65,16 @@ def check_ir(xml: Path) -> None:
         raise OtxliteError(f"--load-weights {xml}: the weights file {weights} holds {have:,} bytes, but the IR reads "
                            f"up to byte {needed:,}: it is cut short ({CUT_SHORT}) or belongs to another export. Copy "
                            "the .xml and .bin of one export together, or export again.")
+
+
+def ir_digest(xml: Path) -> str:
+    """The SHA-256 of an IR pair (the ``.xml``, then the ``.bin``), to tell which model a server holds."""
+    digest = hashlib.sha256()
+    for path in (Path(xml), Path(xml).with_suffix(".bin")):
+        with path.open("rb") as stream:
+            for block in iter(lambda: stream.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
 
 
 def model_kind(path: Path, allowed: tuple[ModelKind, ...] = (ModelKind.PYTORCH, ModelKind.OPENVINO)) -> ModelKind:

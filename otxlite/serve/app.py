@@ -86,7 +86,9 @@ def create_app(model: Path, settings: ServeSettings = ServeSettings(),
     async def health() -> JSONResponse:
         """200 once the model is compiled; 503 while it loads (or if loading failed)."""
         status = 200 if service.status == "ready" else 503
-        return JSONResponse(Health(status=service.status, detail=service.detail).model_dump(), status_code=status)
+        health = Health(status=service.status, detail=service.detail, model=str(service.model),
+                        model_sha256=service.model_sha256)
+        return JSONResponse(health.model_dump(), status_code=status)
 
     @app.get("/metadata", response_model=Metadata, dependencies=auth, responses=_errors(*auth_errors, 503))
     async def metadata() -> Metadata:

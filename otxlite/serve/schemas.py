@@ -101,6 +101,8 @@ class Health(BaseModel):
 
     status: Literal["loading", "ready", "failed"]
     detail: Optional[str] = None
+    model: Optional[str] = None
+    model_sha256: Optional[str] = Field(None, description="SHA-256 of the served IR (.xml then .bin) as loaded.")
 
 
 class ErrorDetail(BaseModel):

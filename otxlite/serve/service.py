@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Iterable, Optional
 
+from otxlite.core.model_files import ir_digest
 from otxlite.runtime.predictor import Predictor
 from otxlite.serve.scoring import ScoringEngine
 from otxlite.serve.errors import RequestError
@@ -35,11 +36,14 @@ class ModelService:
         self.status = "loading"
         self.detail: str | None = None
         self.engine: ScoringEngine | None = None
+        self.model_sha256: str | None = None
 
     async def load(self) -> None:
-        """Compile the IR off the event loop; on failure record why and call ``on_failure``."""
+        """Compile the IR off the event loop (the server then holds it: the files may be deleted or replaced
+        under it); on failure record why and call ``on_failure``."""
         start = time.perf_counter()
         try:
+            self.model_sha256 = await asyncio.to_thread(ir_digest, self.model)
             self.engine = await asyncio.to_thread(
                 lambda: ScoringEngine(Predictor(self.model, "CPU", self.settings.performance_hint)))
         except Exception as err:  # the background task's boundary: report, never crash the server
