@@ -103,9 +103,39 @@ def test_failed_write_names_the_path_and_leaves_nothing(tmp_path: Path) -> None:
             "except OtxliteError as err:\n    print(err)\n    sys.exit(2)")
     result = subprocess.run([sys.executable, "-c", code, str(target)], capture_output=True, text=True)
     assert result.returncode == 2, result.stderr
-    assert f"Cannot write {target}" in result.stdout
+    assert f"Cannot write {target}" in result.stdout and "It needs at least 5,000 bytes" in result.stdout
     assert target.read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["weights.json"]
+
+
+FULL_DISK_WRITES = {
+    # weights.pth: serialized first, so the paragraph knows the bytes it needs
+    "weights.pth": ("import torch; from otxlite.core.artifacts import save_weights; save_weights(target, "
+                    "{'w': torch.zeros(500, 500)}, {}, ['a'], 0.5, 't', {})", "It needs at least 1,00"),
+    # an IR pair: the weights' bytes (the .xml adds a little)
+    "openvino.xml": ("import numpy as np, openvino as ov; from openvino import opset13 as ops; "
+                     "from otxlite.core.fileio import save_ir_atomic; x = ops.parameter([1, 500], np.float32); "
+                     "save_ir_atomic(ov.Model([ops.matmul(x, ops.constant(np.ones((500, 500), np.float32)), False, "
+                     "False)], [x]), target)", "It needs at least 1,000,000 bytes"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FULL_DISK_WRITES))
+def test_full_disk_keeps_the_previous_model_file(name: str, tmp_path: Path) -> None:
+    """A file-size limit (it stops root too, like a full disk) while writing a model: the previous file stays
+    whole, nothing half-written is left, and the paragraph names the path and the bytes."""
+    target = tmp_path / name
+    target.write_text("previous")
+    snippet, expected = FULL_DISK_WRITES[name]
+    code = ("import resource, signal, sys; from pathlib import Path; from otxlite.core.errors import OtxliteError; "
+            "target = Path(sys.argv[1])\n"
+            "signal.signal(signal.SIGXFSZ, signal.SIG_IGN); resource.setrlimit(resource.RLIMIT_FSIZE, (50000, 50000))\n"
+            f"try:\n    {snippet}\nexcept OtxliteError as err:\n    print(err)\n    sys.exit(2)")
+    result = subprocess.run([sys.executable, "-c", code, str(target)], capture_output=True, text=True)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert f"Cannot write {target}" in result.stdout and expected in result.stdout and "bytes are free" in result.stdout
+    assert target.read_text() == "previous"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]
 
 
 @pytest.mark.slow

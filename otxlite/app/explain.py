@@ -12,12 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import cv2
 import numpy as np
 
 from otxlite.core.console import console, err_console
 from otxlite.core.fileio import atomic_path
-from otxlite.core.images import read_image
+from otxlite.core.images import read_image, write_image
 from otxlite.runtime.images import list_inputs
 from otxlite.runtime.saliency import class_saliency, overlay
 from otxlite.core.model_files import ModelKind, model_kind
@@ -84,4 +83,4 @@ def save_saliency(folder: Path, stem: str, image: np.ndarray, masks: np.ndarray,
     for index in np.unique(labels_found):
         safe = re.sub(r"[^\w.-]+", "_", labels[int(index)])
         with atomic_path(folder / f"{stem}_{safe}.png") as tmp:
-            cv2.imwrite(str(tmp), overlay(image, maps[int(index)]))
+            write_image(tmp, overlay(image, maps[int(index)]))

@@ -37,11 +37,10 @@ def predict(load_weights: Path, source: str, output: Path | None = None, confide
             max_polygon_points: int | None = None, explain: bool = False) -> PredictResult:
     """Predict every image of ``source`` (an image, a folder or a glob) with OpenVINO's async queue; with
     ``explain``, also write saliency maps (as ``otxlite explain``: from every detection) into ``saliency/``."""
-    import cv2
     from rich.progress import Progress
 
     from otxlite.app.explain import save_saliency
-    from otxlite.core.images import read_image
+    from otxlite.core.images import read_image, write_image
     from otxlite.runtime.images import list_inputs
     from otxlite.runtime.predictor import Prediction, Predictor
     from otxlite.runtime.schema import to_azureml
@@ -91,7 +90,7 @@ def predict(load_weights: Path, source: str, output: Path | None = None, confide
                 overlay = draw_instances(image, list(prediction.masks), prediction.boxes, prediction.labels.tolist(),
                                          [labels[i] for i in prediction.labels], prediction.scores)
                 with atomic_path(overlays / f"{stem}.png") as tmp:
-                    cv2.imwrite(str(tmp), overlay)
+                    write_image(tmp, overlay)
                 entries[index] = entry
                 progress.advance(task)
 

@@ -16,6 +16,7 @@ Nothing here imports torch or mmengine at module level: the OpenVINO side reads 
 
 from __future__ import annotations
 
+import io
 import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -62,8 +63,10 @@ def save_weights(path: Path, state_dict: dict[str, Any], config: dict[str, Any],
         "template_id": template_id,
         "metrics": {key: float(value) for key, value in (metrics or {}).items()},
     }
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    buffer = io.BytesIO()  # serialized first: a full disk then fails as the plain write it is, size known
+    torch.save(payload, buffer)
+    with atomic_path(path, buffer.getbuffer().nbytes) as tmp:
+        tmp.write_bytes(buffer.getbuffer())
     return Path(path)
 
 

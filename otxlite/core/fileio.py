@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,8 +20,9 @@ def _umask() -> int:
 
 
 @contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` if the block succeeds."""
+def atomic_path(path: Path, size: int | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` if the block succeeds. ``size``: the bytes
+    to be written, if known, for the message when the disk is full."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -33,21 +35,30 @@ def atomic_path(path: Path) -> Iterator[Path]:
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
         os.replace(tmp, path)
     except OSError as err:  # disk full, quota, permissions: the final name keeps its old content (or stays absent)
-        raise _cannot_write(path, err) from err
+        raise _cannot_write(path, err, os.path.getsize(tmp) if os.path.exists(tmp) else 0, size) from err
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
 
 
-def _cannot_write(path: Path, err: OSError) -> OtxliteError:
-    return OtxliteError(f"Cannot write {path}: {err.strerror or err}. Nothing half-written was left under that name; "
-                        "free some disk space or choose another output folder (-o), then run again.")
+def _cannot_write(path: Path, err: OSError, written: int = 0, size: int | None = None) -> OtxliteError:
+    """The paragraph of a failed write: the path, the bytes it needs (or had written when it failed), what is free."""
+    needed = max(size or 0, written)
+    needs = f" It needs at least {needed:,} bytes" if needed else ""
+    try:
+        free = f"; {shutil.disk_usage(path.parent).free:,} bytes are free there." if needs else ""
+    except OSError:
+        free = "." if needs else ""
+    return OtxliteError(f"Cannot write {path}: {err.strerror or err}.{needs}{free} Nothing half-written was left "
+                        "under that name (a previous version of the file stays whole); free some disk space or "
+                        "choose another output folder (-o), then run again.")
 
 
 def write_text_atomic(path: Path, text: str) -> Path:
     """Write ``text`` to ``path`` atomically."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)
+    data = text.encode()
+    with atomic_path(path, len(data)) as tmp:
+        tmp.write_bytes(data)
     return Path(path)
 
 
@@ -71,12 +82,14 @@ def save_ir_atomic(model: Any, xml: Path) -> Path:
 
     xml = Path(xml)
     tmp = xml.with_name(f".{xml.stem}.tmp.xml")
+    weights = sum(op.get_byte_size() for op in model.get_ordered_ops() if op.get_type_name() == "Constant")
     try:
         ov.save_model(model, str(tmp), compress_to_fp16=False)  # FP16 weights: otxlite.export.fp16_weights
         os.replace(tmp.with_suffix(".bin"), xml.with_suffix(".bin"))
         os.replace(tmp, xml)
     except (OSError, RuntimeError) as err:  # OpenVINO reports a failed write as RuntimeError
-        raise _cannot_write(xml, err if isinstance(err, OSError) else OSError(str(err))) from err
+        written = sum(p.stat().st_size for p in (tmp, tmp.with_suffix(".bin")) if p.exists())
+        raise _cannot_write(xml, err if isinstance(err, OSError) else OSError(str(err)), written, weights) from err
     finally:
         for leftover in (tmp, tmp.with_suffix(".bin")):
             if leftover.exists():

@@ -96,3 +96,14 @@ def read_image_size(path: str | Path) -> tuple[int, int] | None:
             return viewed_size(image)
     except (OSError, SyntaxError, ValueError):
         return None
+
+
+def write_image(path: str | Path, image: np.ndarray) -> None:
+    """Encode ``image`` (BGR) into ``path`` in the format its suffix names; an OSError if it cannot be written
+    (OpenCV's ``imwrite`` only returns False, e.g. on a full disk)."""
+    path = Path(path)
+    ok, encoded = cv2.imencode(path.suffix or ".png", image)
+    if not ok:
+        raise OSError(f"OpenCV cannot encode an image as {path.suffix}")
+    with path.open("wb") as stream:
+        stream.write(encoded.tobytes())

@@ -23,6 +23,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from otxlite.core.fileio import atomic_path, write_text_atomic
+from otxlite.core.images import write_image
 
 CLASSES = ("disc", "star", "ring")
 SUBSETS = ("train", "val")
@@ -407,7 +408,7 @@ def make_small_objects_dataset(out_dir: Path, num_train: int = 4, num_val: int =
                                     "segmentation": [[round(float(v), 2) for v in points.reshape(-1)]]})
             file_name = f"{subset}_{image_id:04d}.png"
             with atomic_path(image_dir / file_name) as tmp:
-                cv2.imwrite(str(tmp), image)
+                write_image(tmp, image)
             images.append({"id": image_id, "file_name": file_name, "width": size, "height": size})
         coco = {"images": images, "annotations": annotations,
                 "categories": [{"id": 1, "name": "disc"}, {"id": 2, "name": "square"}]}

@@ -15,13 +15,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 from pycocotools import mask as mask_utils
 
 from otxlite.core.errors import OtxliteError
 from otxlite.core.fileio import atomic_path, write_json_atomic
-from otxlite.core.images import read_image
+from otxlite.core.images import read_image, write_image
 from otxlite.core.tiling import TilingSettings, tile_windows
 from otxlite.data.prepare import PreparedData, PreparedSubset
 
@@ -110,7 +109,7 @@ def tile_subset(ann_file: Path, out_dir: Path, settings: TilingSettings, seed: i
             image_id = len(images) + 1
             path = folder / f"{Path(info['file_name']).stem}_{info['id']}_{x0}_{y0}.png"
             with atomic_path(path) as tmp:
-                cv2.imwrite(str(tmp), image[y0:y1, x0:x1])
+                write_image(tmp, image[y0:y1, x0:x1])
             images.append({"id": image_id, "file_name": str(path.resolve()), "width": x1 - x0, "height": y1 - y0})
             for piece in pieces:
                 annotations.append({**piece, "id": len(annotations) + 1, "image_id": image_id})

@@ -42,7 +42,7 @@ from otxlite.core.coco_metrics import (
     THRESHOLDS, CocoEvaluation, ImageDetections, coco_evaluation, evaluate_predictions, f1_curve, mask_matches,
 )
 from otxlite.core.fileio import atomic_path, write_json_atomic, write_text_atomic
-from otxlite.core.images import read_image
+from otxlite.core.images import read_image, write_image
 from otxlite.report.visualize import draw_instances
 
 WORST_IMAGES = 8
@@ -204,7 +204,7 @@ def _draw_worst(folder: Path, rank: int, errors: ImageErrors, evaluation: CocoEv
     folder.mkdir(parents=True, exist_ok=True)
     name = f"{rank:02d}_{Path(info['file_name']).stem}.png"
     with atomic_path(folder / name) as tmp:
-        cv2.imwrite(str(tmp), np.concatenate(panels, axis=1))
+        write_image(tmp, np.concatenate(panels, axis=1))
     return {"file": f"worst/{name}", "image": info["file_name"], "false_positives": errors.false_positives,
             "missed": errors.missed, "wrong_class": errors.wrong_class}
 

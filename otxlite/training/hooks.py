@@ -34,7 +34,7 @@ from otxlite.training.batchnorm import recompute_batchnorm_statistics
 from otxlite.core.artifacts import save_weights
 from otxlite.training.config import MONITOR
 from otxlite.core.fileio import atomic_path, write_text_atomic
-from otxlite.core.images import read_image
+from otxlite.core.images import read_image, write_image
 
 
 def _unwrap(model: Any) -> Any:
@@ -246,7 +246,7 @@ class PlotsHook(Hook):
             row = np.concatenate([cv2.resize(t, (round(t.shape[1] * height / t.shape[0]), height)) for t in tiles[:4]],
                                  axis=1)
             with atomic_path(self.plots_dir / "val_predictions.png") as tmp:
-                cv2.imwrite(str(tmp), row)
+                write_image(tmp, row)
 
 
 @HOOKS.register_module()
