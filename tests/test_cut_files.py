@@ -91,3 +91,15 @@ def test_cut_ir_weights_and_xml(ir: Path, tmp_path: Path) -> None:
     result = otxlite("eval", "--load-weights", str(ir), "--test-data-roots", str(tmp_path), "-o", str(tmp_path / "out"))
     assert result.returncode == 2 and "the IR's XML is cut short or broken" in result.stderr.replace("\n", " ")
     assert not (tmp_path / "out").exists()
+
+
+def test_cut_annotation_file_is_refused_before_the_run_folder(tmp_path: Path) -> None:
+    from otxlite.data.sample_data import make_sample_dataset
+
+    root = make_sample_dataset(tmp_path / "coco", num_train=2, num_val=1, size=64)
+    _cut(root / "annotations" / "instances_train.json")
+    out = tmp_path / "run"
+    result = otxlite("train", "MaskRCNN-ResNet18", "--train-data-roots", str(root), "-o", str(out))
+    assert result.returncode == 2, result.stderr
+    assert "instances_train.json" in result.stderr and "does not parse" in result.stderr
+    assert "Traceback" not in result.stderr and not out.exists()

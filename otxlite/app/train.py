@@ -11,7 +11,7 @@ from otxlite.core.console import console, err_console
 from otxlite.core.errors import OtxliteError
 from otxlite.core.fileio import write_json_atomic, write_text_atomic
 from otxlite.core.model_files import check_checkpoint
-from otxlite.core.runs import run_folder, run_folder_lock
+from otxlite.core.runs import check_run_folder_free, run_folder, run_folder_lock
 from otxlite.core.templates import apply_overrides, load_template
 from otxlite.core.tiling import AUTO, tiling_settings
 from otxlite.data.formats import DataOptions
@@ -97,18 +97,21 @@ def train(
     from otxlite.training.config import check_model_config
 
     check_model_config(chosen)
+    from otxlite.data.labels import save_label_schema
+    from otxlite.data.prepare import convert_training_data, keep_polygon_masks
+    from otxlite.data.report import dataset_table
+    from otxlite.data.tiling import object_sizes, tile_training_data
+
+    console.print(f"Template [bold]{chosen.name}[/] ({chosen.path})")
+    check_run_folder_free(output)
+    converted = convert_training_data(Path(train_root), Path(val_root) if val_root else None, data_options,
+                                      skip_bad_images)  # a bad dataset stops here: no run folder yet
     run_dir = run_folder(output, "train")
     with run_folder_lock(run_dir, "train"):
         models_dir = run_dir / "models"
-        console.print(f"Template [bold]{chosen.name}[/] ({chosen.path}); run folder [bold]{run_dir}[/]")
-
-        from otxlite.data.labels import save_label_schema
-        from otxlite.data.prepare import keep_polygon_masks, prepare_training_data
-        from otxlite.data.report import dataset_table
-        from otxlite.data.tiling import object_sizes, tile_training_data
-
-        data = prepare_training_data(Path(train_root), Path(val_root) if val_root else None, run_dir / "data",
-                                     data_options, skip_bad_images)
+        console.print(f"Run folder [bold]{run_dir}[/]")
+        data = converted.write(run_dir / "data")
+        del converted
         console.print(dataset_table(data))
         save_label_schema(data.labels, models_dir / "label_schema.json")
         tiling = tiling_settings(hyper_parameters, object_sizes(data.subsets["train"].ann_file))

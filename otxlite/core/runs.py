@@ -54,6 +54,29 @@ def _read_lock(path: Path) -> dict[str, Any]:
     return holder if isinstance(holder, dict) else {}
 
 
+def _refuse_if_held(folder: Path, holder: dict[str, Any], host: str) -> None:
+    """Raise the paragraph if ``holder`` (a lock's content) is a live process other than this one."""
+    path = Path(folder) / LOCK_FILE
+    if holder.get("host") not in (None, host):
+        raise OtxliteError(
+            f"The run folder {folder} is in use by otxlite {holder.get('verb', '')} (PID {holder.get('pid')}) "
+            f"on the machine {holder['host']}, since {holder.get('since', '?')}. Write this run elsewhere with "
+            f"-o, or wait for it; if that process is gone, delete {path} and run again."
+        )
+    if holder and holder.get("pid") != os.getpid() and _is_alive(holder):
+        raise OtxliteError(
+            f"The run folder {folder} is in use by otxlite {holder.get('verb', '')} (PID {holder['pid']}), "
+            f"running since {holder.get('since', '?')}: two runs would overwrite each other's models, "
+            "results and logs. Write this run elsewhere with -o, or wait until that one ends (or stop it)."
+        )
+
+
+def check_run_folder_free(folder: Path | None) -> None:
+    """Refuse early (before heavy work) a run folder that another live run holds; ``run_folder_lock`` takes it."""
+    if folder is not None and (Path(folder) / LOCK_FILE).is_file():
+        _refuse_if_held(Path(folder), _read_lock(Path(folder) / LOCK_FILE), socket.gethostname())
+
+
 @contextmanager
 def run_folder_lock(folder: Path, verb: str) -> Iterator[None]:
     """Hold ``folder`` while a run writes into it: ``folder/.otxlite.lock`` names this process (PID, host, verb).
@@ -77,18 +100,7 @@ def run_folder_lock(folder: Path, verb: str) -> Iterator[None]:
             if holder.get("pid") == me["pid"] and holder.get("host") == me["host"]:
                 yield  # this process holds it already; its outer holder releases it
                 return
-            if holder.get("host") not in (None, me["host"]):
-                raise OtxliteError(
-                    f"The run folder {folder} is in use by otxlite {holder.get('verb', '')} (PID {holder.get('pid')}) "
-                    f"on the machine {holder['host']}, since {holder.get('since', '?')}. Write this run elsewhere with "
-                    f"-o, or wait for it; if that process is gone, delete {path} and run again."
-                ) from None
-            if holder and _is_alive(holder):
-                raise OtxliteError(
-                    f"The run folder {folder} is in use by otxlite {holder.get('verb', '')} (PID {holder['pid']}), "
-                    f"running since {holder.get('since', '?')}: two runs would overwrite each other's models, "
-                    "results and logs. Write this run elsewhere with -o, or wait until that one ends (or stop it)."
-                ) from None
+            _refuse_if_held(folder, holder, me["host"])
             path.unlink(missing_ok=True)  # left by a process that is gone: take it over
             continue
         with os.fdopen(descriptor, "w") as stream:

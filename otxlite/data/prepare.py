@@ -56,26 +56,45 @@ def _used_labels(dataset: ImportedDataset, items: list[Any]) -> list[str]:
     return [name for i, name in enumerate(dataset.labels) if i in used]
 
 
-def _write_subset(name: str, items: list[Any], dataset: ImportedDataset, labels: list[str], out_dir: Path,
-                  skip_bad_images: bool) -> PreparedSubset:
+def _convert_subset(name: str, items: list[Any], dataset: ImportedDataset, labels: list[str],
+                    skip_bad_images: bool) -> tuple[dict[str, Any], ConversionStats]:
     coco, stats = items_to_coco(items, dataset.labels, labels, skip_bad_images)
     warning = rescale_warning(stats, name)
     if warning:
         err_console.print(warning, markup=False, soft_wrap=True)
-    ann_file = write_json_atomic(out_dir / f"{name}.json", coco, indent=None)
-    return PreparedSubset(name=name, ann_file=ann_file, stats=stats)
+    return coco, stats
 
 
-def prepare_training_data(train_root: Path, val_root: Path | None, out_dir: Path,
-                          data_options: DataOptions = DataOptions(), skip_bad_images: bool = False,
-                          seed: int = 0) -> PreparedData:
-    """Import train (and validation) data, fix the label schema, split if needed, write COCO files.
+@dataclass
+class ConvertedData:
+    """The datasets of a run, imported and converted to COCO in memory: nothing is written yet."""
+
+    labels: list[str]
+    formats: dict[str, str]
+    subsets: dict[str, tuple[dict[str, Any], ConversionStats]]
+    split_note: str
+    split: dict[str, Any] | None  # the seeded split's record (split.json), if one was made
+
+    def write(self, out_dir: Path) -> PreparedData:
+        """Write the COCO files (and ``split.json``) into ``out_dir``."""
+        if self.split is not None:
+            write_json_atomic(Path(out_dir) / "split.json", self.split)
+        subsets = {name: PreparedSubset(name, write_json_atomic(Path(out_dir) / f"{name}.json", coco, indent=None),
+                                        stats) for name, (coco, stats) in self.subsets.items()}
+        return PreparedData(labels=self.labels, formats=self.formats, subsets=subsets, split_note=self.split_note)
+
+
+def convert_training_data(train_root: Path, val_root: Path | None, data_options: DataOptions = DataOptions(),
+                          skip_bad_images: bool = False, seed: int = 0) -> ConvertedData:
+    """Import train (and validation) data, fix the label schema, split if needed and convert to COCO, in memory
+    (so a bad dataset is refused before a run folder is made).
 
     Without ``val_root``: a validation subset inside the train folder is used, else a seeded 80/20
-    split is made and recorded in ``out_dir/split.json``.
+    split is made (recorded in ``split.json`` when written).
     """
     train = import_dataset(train_root, data_options.format, "--train-data-roots", data_options.data_root)
     formats = {"train": train.format}
+    split = None
     if val_root is not None:
         val = import_dataset(val_root, data_options.format, "--val-data-roots", data_options.data_root)
         formats["val"] = val.format
@@ -88,17 +107,21 @@ def prepare_training_data(train_root: Path, val_root: Path | None, out_dir: Path
         else:
             train_items, val_items = split_train_val(train.items, seed=seed)
             note = f"seeded 80/20 split (seed {seed}), recorded in split.json"
-            write_json_atomic(out_dir / "split.json", {
-                "seed": seed, "train": [item.id for item in train_items], "val": [item.id for item in val_items]})
+            split = {"seed": seed, "train": [item.id for item in train_items], "val": [item.id for item in val_items]}
     if not train_items:
         raise OtxliteError(f"--train-data-roots {train_root}: no training images found.")
     labels = _used_labels(train, train_items) or list(train.labels)
     check_known_labels(_used_labels(val, val_items), labels, "validation data")
-    subsets = {
-        "train": _write_subset("train", train_items, train, labels, out_dir, skip_bad_images),
-        "val": _write_subset("val", val_items, val, labels, out_dir, skip_bad_images),
-    }
-    return PreparedData(labels=labels, formats=formats, subsets=subsets, split_note=note)
+    subsets = {"train": _convert_subset("train", train_items, train, labels, skip_bad_images),
+               "val": _convert_subset("val", val_items, val, labels, skip_bad_images)}
+    return ConvertedData(labels=labels, formats=formats, subsets=subsets, split_note=note, split=split)
+
+
+def prepare_training_data(train_root: Path, val_root: Path | None, out_dir: Path,
+                          data_options: DataOptions = DataOptions(), skip_bad_images: bool = False,
+                          seed: int = 0) -> PreparedData:
+    """``convert_training_data``, then its COCO files (and ``split.json``) written into ``out_dir``."""
+    return convert_training_data(train_root, val_root, data_options, skip_bad_images, seed).write(out_dir)
 
 
 def prepare_eval_data(test_root: Path, labels: list[str], out_dir: Path, data_options: DataOptions = DataOptions(),
@@ -106,4 +129,5 @@ def prepare_eval_data(test_root: Path, labels: list[str], out_dir: Path, data_op
     """Import evaluation data for a model with ``labels`` and write its COCO file."""
     test = import_dataset(test_root, data_options.format, option, data_options.data_root)
     check_known_labels(_used_labels(test, test.items), labels, f"data in {test_root}")
-    return _write_subset("test", test.items, test, labels, out_dir, skip_bad_images=False)
+    coco, stats = _convert_subset("test", test.items, test, labels, skip_bad_images=False)
+    return PreparedSubset("test", write_json_atomic(Path(out_dir) / "test.json", coco, indent=None), stats)
