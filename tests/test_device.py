@@ -339,9 +339,9 @@ def test_gpu_trained_weights_export_predict_and_evaluate_on_the_cpu(trained_run,
     """export (and so optimize, predict and serve, which take its IR) and eval of a weights.pth whose
     tensors were on a GPU give what the same weights give from the CPU."""
     from otxlite.core.artifacts import load_weights
-    from otxlite.training.evaluate import evaluate_weights
+    from otxlite.app.evaluate import evaluate
     from otxlite.app.export import export_openvino
-    from otxlite.runtime.images import read_image
+    from otxlite.core.images import read_image
     from otxlite.runtime.predictor import Predictor
 
     gpu_weights = save_as_on_gpu(load_weights(trained_run.weights), tmp_path / "weights.pth")
@@ -355,8 +355,8 @@ def test_gpu_trained_weights_export_predict_and_evaluate_on_the_cpu(trained_run,
     from otxlite.data.sample_data import make_sample_dataset
 
     data = make_sample_dataset(tmp_path / "data", num_train=2, num_val=2, size=128)
-    gpu_metrics, _ = evaluate_weights(gpu_weights, data, tmp_path / "eval_gpu")
-    cpu_metrics, _ = evaluate_weights(trained_run.weights, data, tmp_path / "eval_cpu")
+    gpu_metrics, _ = evaluate(gpu_weights, data, tmp_path / "eval_gpu", device="cpu")
+    cpu_metrics, _ = evaluate(trained_run.weights, data, tmp_path / "eval_cpu", device="cpu")
     for key in ("mask_mAP", "bbox_mAP", "f_measure"):
         assert gpu_metrics[key] == pytest.approx(cpu_metrics[key], abs=1e-6), key
 

@@ -87,13 +87,13 @@ def test_every_pixel_format_loads_alike_in_training_and_the_runtime(tmp_path: Pa
 @pytest.fixture(scope="module")
 def upright_score(coins_ir: Path, coins_val: Path, tmp_path_factory: pytest.TempPathFactory):
     """The coins model's mask mAP and boxes on the upright validation photo."""
-    from otxlite.app.evaluate import evaluate_ir
+    from otxlite.app.evaluate import evaluate
     from otxlite.runtime.predictor import Predictor
 
-    metrics, threshold = evaluate_ir(coins_ir, coins_val, tmp_path_factory.mktemp("upright"))
+    report, _ = evaluate(coins_ir, coins_val, tmp_path_factory.mktemp("upright"))
     image = next((coins_val / "images" / "val").iterdir())
-    boxes = Predictor(coins_ir).predict(read_image(image), threshold).boxes
-    return metrics["mask_mAP"], boxes, threshold
+    boxes = Predictor(coins_ir).predict(read_image(image), report["confidence_threshold"]).boxes
+    return report["mask_mAP"], boxes, report["confidence_threshold"]
 
 
 def _phone_copy(coins_val: Path, out: Path, orientation: int, suffix: str) -> Path:
@@ -115,14 +115,14 @@ def _phone_copy(coins_val: Path, out: Path, orientation: int, suffix: str) -> Pa
 def test_phone_photo_scores_as_the_upright_photo(orientation: int, upright_score, coins_ir: Path, coins_val: Path,
                                                   tmp_path: Path) -> None:
     """Stored turned with each EXIF orientation (lossless PNG): the same mask mAP and boxes as the upright photo."""
-    from otxlite.app.evaluate import evaluate_ir
+    from otxlite.app.evaluate import evaluate
     from otxlite.runtime.predictor import Predictor
 
     mask_map, boxes, threshold = upright_score
     assert mask_map > 0.4  # a model that learned: the check means something
     root = _phone_copy(coins_val, tmp_path / "phone", orientation, ".png")
-    metrics, _ = evaluate_ir(coins_ir, root, tmp_path / "eval")
-    assert metrics["mask_mAP"] == pytest.approx(mask_map, abs=1e-6)
+    report, _ = evaluate(coins_ir, root, tmp_path / "eval")
+    assert report["mask_mAP"] == pytest.approx(mask_map, abs=1e-6)
     (image,) = (root / "images" / "val").iterdir()
     assert np.allclose(Predictor(coins_ir).predict(read_image(image), threshold).boxes, boxes, atol=1e-3)
 
@@ -156,7 +156,7 @@ def test_annotation_of_the_unturned_pixels_is_refused_with_the_reason(tmp_path: 
     """A COCO file that declares the stored (unturned) size of a photo whose EXIF orientation turns it by 90
     degrees: its masks were drawn on pixels no viewer shows, so the import stops and says why."""
     from otxlite.core.errors import OtxliteError
-    from otxlite.data.prepare import prepare_eval_data
+    from otxlite.data.prepare import convert_eval_data
     from otxlite.data.sample_data import make_sample_dataset
 
     root = make_sample_dataset(tmp_path / "coco", num_train=1, num_val=1, size=64)
@@ -171,4 +171,4 @@ def test_annotation_of_the_unturned_pixels_is_refused_with_the_reason(tmp_path: 
     ann_file.write_text(json.dumps(coco))
     with pytest.raises(OtxliteError, match=r"is 48x64 pixels \(as a viewer shows it\), but its annotations declare "
                                            r"64x48: .* EXIF orientation \(6\) turns its stored 64x48 pixels by 90"):
-        prepare_eval_data(root, ["disc", "star", "ring"], tmp_path / "out")
+        convert_eval_data(root, ["disc", "star", "ring"])

@@ -519,7 +519,7 @@ def test_round_trip_on_the_trained_model_matches_predict(exported_ir, sample_ima
     """``/score`` answers exactly what the predictor + AzureML schema give for the same images (otxlite predict)."""
     from pydantic import TypeAdapter
 
-    from otxlite.runtime.images import read_image
+    from otxlite.core.images import read_image
     from otxlite.runtime.predictor import Predictor
     from otxlite.runtime.saliency import class_saliency
     from otxlite.runtime.schema import to_azureml

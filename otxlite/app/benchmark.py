@@ -29,7 +29,8 @@ LATENCY_IMAGES = 20  # at most this many test images are timed, each once after 
 THROUGHPUT_IMAGES = 40  # images pushed through the request pool (the test images, repeated)
 
 
-def model_forms(load_weights: Path, run_dir: Path, train_root: Path | None, data_options: DataOptions) -> dict[str, Path]:
+def model_forms(load_weights: Path, run_dir: Path, train_root: Path | None,
+                data_options: DataOptions) -> dict[str, Path]:
     """{form: model file} for every form that is given or can be made from ``load_weights``."""
     import openvino as ov
 
@@ -62,11 +63,11 @@ def model_forms(load_weights: Path, run_dir: Path, train_root: Path | None, data
     return forms
 
 
-def _measure_ir(xml: Path, test_root: Path, run_dir: Path, data_options: DataOptions, images: list[Any]) -> dict[str, Any]:
+def _measure_ir(xml: Path, ann_file: Path, run_dir: Path, images: list[Any]) -> dict[str, Any]:
     from otxlite.app.evaluate import evaluate_ir
     from otxlite.runtime.predictor import Predictor
 
-    metrics, _ = evaluate_ir(xml, test_root, run_dir, data_options)
+    metrics, _ = evaluate_ir(xml, ann_file)
     latency = _latency(Predictor(xml, hint="LATENCY").predict, images)
     pool = Predictor(xml, hint="THROUGHPUT")
     stream = [(i, images[i % len(images)]) for i in range(max(THROUGHPUT_IMAGES, 2 * pool.pool.size))]
@@ -78,12 +79,11 @@ def _measure_ir(xml: Path, test_root: Path, run_dir: Path, data_options: DataOpt
                 size_MB=round(xml.with_suffix(".bin").stat().st_size / 1e6, 1))
 
 
-def _measure_pytorch(weights: Path, test_root: Path, run_dir: Path, data_options: DataOptions,
-                     images: list[Any]) -> dict[str, Any]:
+def _measure_pytorch(weights: Path, ann_file: Path, run_dir: Path, images: list[Any]) -> dict[str, Any]:
     from otxlite.training.evaluate import evaluate_weights
     from otxlite.training.inference import pytorch_detector
 
-    metrics, _ = evaluate_weights(weights, test_root, run_dir, data_options)
+    metrics, _ = evaluate_weights(weights, ann_file, run_dir)
     latency = _latency(pytorch_detector(weights), images)
     return dict(metrics=metrics, latency_ms=latency, images_per_s=round(1000 / latency["median"], 2),  # one by one
                 size_MB=round(weights.stat().st_size / 1e6, 1))
@@ -98,20 +98,22 @@ def _latency(predict: Any, images: list[Any]) -> dict[str, Any]:
 def benchmark(load_weights: Path, test_root: Path, output: Path | None = None, train_root: Path | None = None,
               data_options: DataOptions = DataOptions()) -> tuple[dict[str, Any], Path]:
     """Measure every form of ``load_weights`` on ``test_root``; returns the report and ``benchmark.json``."""
+    from otxlite.core.artifacts import model_labels_and_template
     from otxlite.data.formats import check_folder
-    from otxlite.data.prepare import prepare_eval_data
+    from otxlite.data.prepare import convert_eval_data
 
-    check_folder(Path(test_root), "--test-data-roots")  # before anything is exported or quantized
+    check_folder(Path(test_root), "--test-data-roots")
     if train_root is not None:
         check_folder(Path(train_root), "--train-data-roots")
     if model_kind(Path(load_weights)) is ModelKind.PYTORCH:  # PyTorch is measured where the IRs run: on the CPU
         from otxlite.training.device import use_device
 
         use_device("cpu")
+    labels, _ = model_labels_and_template(Path(load_weights))
+    converted = convert_eval_data(Path(test_root), labels, data_options)  # before anything is exported or quantized
     run_dir = run_folder(output, "benchmark")
+    subset = converted.write(run_dir / "data")
     forms = model_forms(Path(load_weights), run_dir, train_root, data_options)
-    labels = _labels(next(iter(forms.values())))
-    subset = prepare_eval_data(Path(test_root), labels, run_dir / "data", data_options)
     images = [read_image(Path(info["file_name"])) for info in json.loads(subset.ann_file.read_text())["images"]]
     images = [image for image in images if image is not None]
     cpu, flags = cpu_model_and_flags()
@@ -122,20 +124,9 @@ def benchmark(load_weights: Path, test_root: Path, output: Path | None = None, t
     for name, path in forms.items():
         console.print(f"Measuring {name}")
         measure = _measure_pytorch if name == "PyTorch" else _measure_ir
-        result = measure(path, Path(test_root), run_dir / "eval" / name.replace(" ", "_"), data_options, images)
+        result = measure(path, subset.ann_file, run_dir / "eval" / name.replace(" ", "_"), images)
         report["forms"][name] = {"model": str(path), "mask_mAP": round(result["metrics"]["mask_mAP"], 5),
                                  "bbox_mAP": round(result["metrics"]["bbox_mAP"], 5),
                                  **{k: result[k] for k in ("latency_ms", "images_per_s", "size_MB")}}
     return report, write_json_atomic(run_dir / "benchmark.json", report)
 
-
-def _labels(model: Path) -> list[str]:
-    if model_kind(model) is ModelKind.PYTORCH:
-        from otxlite.core.artifacts import load_weights
-
-        return load_weights(model)["labels"]
-    import openvino as ov
-
-    from otxlite.core.artifacts import read_metadata
-
-    return read_metadata(ov.Core().read_model(str(model)), model).labels

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from otxlite.core.artifacts import is_tiled
+from otxlite.core.artifacts import is_tiled, model_labels_and_template
 from otxlite.core.coco_metrics import performance_report
 from otxlite.core.fileio import write_json_atomic
 from otxlite.core.model_files import ModelKind, model_kind
@@ -13,16 +13,13 @@ from otxlite.core.runs import run_folder
 from otxlite.data.formats import DataOptions
 
 
-def evaluate_ir(xml: Path | Any, test_root: Path, run_dir: Path, data_options: DataOptions = DataOptions(),
-                report_dir: Path | None = None) -> tuple[dict[str, Any], float]:
-    """COCO metrics of an IR (a file, or an ``openvino.Model`` in memory) on ``test_root`` (OpenVINO only),
+def evaluate_ir(xml: Path | Any, ann_file: Path, report_dir: Path | None = None) -> tuple[dict[str, Any], float]:
+    """COCO metrics of an IR (a file, or an ``openvino.Model`` in memory) on a prepared COCO file (OpenVINO only),
     and its confidence threshold; with ``report_dir``, the evaluation report (``otxlite.report.model_report``)."""
-    from otxlite.data.prepare import prepare_eval_data
     from otxlite.runtime.predictor import Predictor
 
     predictor = Predictor(xml, hint="THROUGHPUT")
-    subset = prepare_eval_data(test_root, predictor.metadata.labels, run_dir / "data", data_options)
-    return evaluate_predictor(predictor, subset.ann_file, report_dir=report_dir), predictor.metadata.confidence_threshold
+    return evaluate_predictor(predictor, ann_file, report_dir=report_dir), predictor.metadata.confidence_threshold
 
 
 def evaluate_predictor(predictor: Any, ann_file: Path, show_progress: bool = True,
@@ -69,24 +66,27 @@ def evaluate(load_weights: Path, test_root: Path, output: Path | None = None,
              data_options: DataOptions = DataOptions(), device: str = "auto") -> tuple[dict[str, Any], Path]:
     """Evaluate ``load_weights`` (weights.pth or openvino.xml) on ``test_root``; returns the report and
     the path of ``performance.json``. ``device`` is PyTorch's (an IR runs on OpenVINO's CPU plugin)."""
+    from otxlite.data.prepare import convert_eval_data
+
     kind = model_kind(load_weights)
     if kind is ModelKind.PYTORCH:
         from otxlite.training.device import use_device
 
         use_device(device)
+    labels, _ = model_labels_and_template(Path(load_weights))
+    converted = convert_eval_data(Path(test_root), labels, data_options)  # a bad dataset stops here
     run_dir = run_folder(output, "eval")
+    ann_file = converted.write(run_dir / "data").ann_file
     if kind is ModelKind.PYTORCH and is_tiled(Path(load_weights)):
         from otxlite.core.console import console
 
         console.print("The model was trained on tiles: each whole image is tiled and the tiles' detections "
                       "merged, as predict and serve do.")
     if kind is ModelKind.OPENVINO:
-        metrics, threshold = evaluate_ir(Path(load_weights), Path(test_root), run_dir, data_options,
-                                         report_dir=run_dir / "report")
+        metrics, threshold = evaluate_ir(Path(load_weights), ann_file, report_dir=run_dir / "report")
     else:
         from otxlite.training.evaluate import evaluate_weights
 
-        metrics, threshold = evaluate_weights(Path(load_weights), Path(test_root), run_dir, data_options,
-                                              report_dir=run_dir / "report")
+        metrics, threshold = evaluate_weights(Path(load_weights), ann_file, run_dir, report_dir=run_dir / "report")
     report = performance_report(metrics, threshold, Path(load_weights).name)
     return report, write_json_atomic(run_dir / "performance.json", report)

@@ -135,8 +135,18 @@ def optimize(load_weights: Path, train_root: Path, val_root: Path | None = None,
 
     if preset is not None and preset not in ("performance", "mixed"):
         raise OtxliteError(f"--preset {preset}: choose performance or mixed.")
+    from otxlite.core.artifacts import model_labels_and_template
+    from otxlite.data.prepare import convert_eval_data
+
     model_kind(load_weights)  # a missing or cut-short model is refused before the run folder is made
+    labels, template_id = model_labels_and_template(Path(load_weights))
+    settings = optimization_settings(template_id)
+    subset_size = subset_size or settings["subset_size"]
+    paths = calibration_images(Path(train_root), subset_size, data_options)  # the data is checked before heavy work
+    validation = None if val_root is None else convert_eval_data(Path(val_root), labels, data_options,
+                                                                 option="--val-data-roots")
     run_dir = run_folder(output, "optimize")
+    val_file = None if validation is None else validation.write(run_dir / "data", "val").ann_file
     fp32_xml = openvino_model(load_weights, run_dir)
     core = ov.Core()
     model = core.read_model(str(fp32_xml))
@@ -144,14 +154,11 @@ def optimize(load_weights: Path, train_root: Path, val_root: Path | None = None,
     if is_quantized(model):
         raise OtxliteError(f"--load-weights {fp32_xml}: this IR is already quantized (INT8). "
                            "Give the FP32 IR from `otxlite export`.")
-    settings = optimization_settings(metadata.template_id)
-    subset_size = subset_size or settings["subset_size"]
     preset = preset or settings["preset"]
     max_accuracy_drop = settings["max_accuracy_drop"] if max_accuracy_drop is None else max_accuracy_drop
     console.print(f"INT8 settings: --subset-size {subset_size}, --preset {preset}"
                   f"{f', --max-accuracy-drop {max_accuracy_drop}' if val_root is not None else ''} "
                   f"(unset options come from the template {metadata.template_id or '(unknown)'})")
-    paths = calibration_images(Path(train_root), subset_size, data_options)
     dtype = model.input(0).get_element_type().to_dtype()
 
     def calibration_tensor(path: Path) -> np.ndarray:
@@ -170,8 +177,7 @@ def optimize(load_weights: Path, train_root: Path, val_root: Path | None = None,
                               ignored_scope=ignored_scope(model))
     bound = None
     if val_root is not None and max_accuracy_drop is not None:
-        bound = _keep_within_bound(quantized, model, Path(val_root), run_dir, data_options, metadata.labels,
-                                   max_accuracy_drop, accept_accuracy_drop)
+        bound = _keep_within_bound(quantized, model, val_file, max_accuracy_drop, accept_accuracy_drop)
         quantized = bound.model
     else:
         if max_accuracy_drop is not None and val_root is None:
@@ -186,11 +192,11 @@ def optimize(load_weights: Path, train_root: Path, val_root: Path | None = None,
     xml = save_ir_atomic(quantized, run_dir / "openvino.xml")
     if (fp32_xml.parent / "label_schema.json").is_file() and fp32_xml.parent != run_dir:
         shutil.copy(fp32_xml.parent / "label_schema.json", run_dir / "label_schema.json")
-    if val_root is None:
+    if val_file is None:
         return OptimizeResult(xml, None, None)
     sample_image = read_image(paths[0])
     extra = {"fp32_layers": bound.fp32_layers, "fp32_groups": bound.fp32_groups} if bound else {}
-    return OptimizeResult(xml, *_compare(fp32_xml, xml, Path(val_root), run_dir, data_options, sample_image, extra))
+    return OptimizeResult(xml, *_compare(fp32_xml, xml, val_file, run_dir, sample_image, extra))
 
 
 def _finalize(model: Any) -> Any:
@@ -199,17 +205,14 @@ def _finalize(model: Any) -> Any:
     return model
 
 
-def _keep_within_bound(quantized: Any, fp32: Any, val_root: Path, run_dir: Path, data_options: DataOptions,
-                       labels: list[str], max_drop: float, accept: bool) -> BoundResult:
-    """Run the accuracy control of ``otxlite.export.accuracy_control`` on the validation set."""
+def _keep_within_bound(quantized: Any, fp32: Any, ann_file: Path, max_drop: float, accept: bool) -> BoundResult:
+    """Run the accuracy control of ``otxlite.export.accuracy_control`` on the validation set (a prepared COCO file)."""
     import json
 
-    from otxlite.data.prepare import prepare_eval_data
     from otxlite.app.evaluate import evaluate_predictor
     from otxlite.runtime.predictor import Predictor
 
-    validation = prepare_eval_data(val_root, labels, run_dir / "data", data_options, option="--val-data-roots")
-    coco = json.loads(validation.ann_file.read_text())
+    coco = json.loads(Path(ann_file).read_text())
     images, instances = len(coco["images"]), sum(not a.get("iscrowd") for a in coco["annotations"])
     if images < MIN_VALIDATION_IMAGES or instances < MIN_VALIDATION_INSTANCES:
         err_console.print(f"[yellow]Warning:[/] the accuracy bound is checked on {images} images with {instances} "
@@ -218,8 +221,7 @@ def _keep_within_bound(quantized: Any, fp32: Any, val_root: Path, run_dir: Path,
                           "on new data.")
 
     def score(model: Any) -> float:
-        return float(evaluate_predictor(Predictor(model, hint="THROUGHPUT"), validation.ann_file,
-                                        show_progress=False)["mask_mAP"])
+        return float(evaluate_predictor(Predictor(model, hint="THROUGHPUT"), ann_file, show_progress=False)["mask_mAP"])
 
     result = quantize_within_bound(quantized, fp32, score(fp32), score, max_drop, _finalize)
     if result.drop > max_drop:
@@ -233,8 +235,8 @@ def _keep_within_bound(quantized: Any, fp32: Any, val_root: Path, run_dir: Path,
     return result
 
 
-def _compare(fp32_xml: Path, int8_xml: Path, val_root: Path, run_dir: Path, data_options: DataOptions,
-             sample_image: np.ndarray, extra: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+def _compare(fp32_xml: Path, int8_xml: Path, ann_file: Path, run_dir: Path, sample_image: np.ndarray,
+             extra: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Evaluate both saved IRs as ``otxlite eval`` does; write the INT8 ``performance.json`` (with the FP32 vs
     INT8 rows under ``fp32_vs_int8``); return it and the rows: mask/bbox mAP, .bin size, latency, per-class
     mask mAP, and ``extra`` (layers kept in FP32)."""
@@ -245,13 +247,11 @@ def _compare(fp32_xml: Path, int8_xml: Path, val_root: Path, run_dir: Path, data
     reports = {}
     for name, xml in (("FP32", fp32_xml), ("INT8", int8_xml)):
         console.print(f"Evaluating the saved {name} model")
-        metrics, threshold = evaluate_ir(xml, val_root, run_dir / "eval", data_options,
-                                         report_dir=run_dir / "report" if name == "INT8" else None)
+        metrics, threshold = evaluate_ir(xml, ann_file, report_dir=run_dir / "report" if name == "INT8" else None)
         reports[name] = performance_report(metrics, threshold, xml.name)
         rows[name] = {"mask_mAP": reports[name]["mask_mAP"], "bbox_mAP": reports[name]["bbox_mAP"],
                       "bin_MB": xml.with_suffix(".bin").stat().st_size / 1e6,
                       "latency_ms": median_latency_ms(xml, sample_image)}
-    shutil.rmtree(run_dir / "eval", ignore_errors=True)
     rows["per_class_mask_mAP"] = {
         label: {"FP32": value["mask_mAP"], "INT8": reports["INT8"]["per_class"][label]["mask_mAP"]}
         for label, value in reports["FP32"]["per_class"].items()}

@@ -186,6 +186,19 @@ def _rt(model: Any, *path: str) -> str | None:
     return value.astype(str) if hasattr(value, "astype") else str(value)
 
 
+def model_labels_and_template(path: Path) -> tuple[list[str], str]:
+    """The labels and template id of a ``weights.pth`` or an IR (read, not compiled): what a verb needs to import
+    its data before any heavy work."""
+    path = Path(path)
+    if path.suffix.lower() == ".xml":
+        import openvino as ov
+
+        metadata = read_metadata(ov.Core().read_model(str(path)), path)
+        return metadata.labels, metadata.template_id
+    payload = load_weights(path)
+    return list(payload["labels"]), payload.get("template_id", "")
+
+
 def is_optimized(model: Any) -> bool:
     """True if ``otxlite optimize`` wrote this IR."""
     return model.has_rt_info(["otxlite", "optimization"])

@@ -124,10 +124,23 @@ def prepare_training_data(train_root: Path, val_root: Path | None, out_dir: Path
     return convert_training_data(train_root, val_root, data_options, skip_bad_images, seed).write(out_dir)
 
 
-def prepare_eval_data(test_root: Path, labels: list[str], out_dir: Path, data_options: DataOptions = DataOptions(),
-                      option: str = "--test-data-roots") -> PreparedSubset:
-    """Import evaluation data for a model with ``labels`` and write its COCO file."""
+@dataclass
+class ConvertedSubset:
+    """Evaluation data imported and converted to COCO in memory."""
+
+    coco: dict[str, Any]
+    stats: ConversionStats
+
+    def write(self, out_dir: Path, name: str = "test") -> PreparedSubset:
+        """Write the COCO file ``out_dir/<name>.json``."""
+        return PreparedSubset(name, write_json_atomic(Path(out_dir) / f"{name}.json", self.coco, indent=None),
+                              self.stats)
+
+
+def convert_eval_data(test_root: Path, labels: list[str], data_options: DataOptions = DataOptions(),
+                      option: str = "--test-data-roots") -> ConvertedSubset:
+    """Import evaluation data for a model with ``labels`` and convert it, in memory (a bad dataset is refused before
+    any heavy work or run folder)."""
     test = import_dataset(test_root, data_options.format, option, data_options.data_root)
     check_known_labels(_used_labels(test, test.items), labels, f"data in {test_root}")
-    coco, stats = _convert_subset("test", test.items, test, labels, skip_bad_images=False)
-    return PreparedSubset("test", write_json_atomic(Path(out_dir) / "test.json", coco, indent=None), stats)
+    return ConvertedSubset(*_convert_subset("test", test.items, test, labels, skip_bad_images=False))

@@ -5,22 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from otxlite.data.prepare import prepare_eval_data
-from otxlite.data.formats import DataOptions
 from otxlite.core.artifacts import load_weights, weights_config
 from otxlite.training.config import build_test_config
 from otxlite.training.runner import build_runner
 from otxlite.core.coco_metrics import metrics_from_flat
 
 
-def evaluate_weights(weights: Path, test_root: Path, run_dir: Path, data_options: DataOptions = DataOptions(),
+def evaluate_weights(weights: Path, ann_file: Path, run_dir: Path,
                      report_dir: Path | None = None) -> tuple[dict[str, Any], float]:
-    """COCO metrics of ``weights`` on ``test_root``, and the model's confidence threshold; with
-    ``report_dir``, the evaluation report (``otxlite.report.model_report``)."""
+    """COCO metrics of ``weights`` on a prepared COCO file (``otxlite.data.prepare``), and the model's confidence
+    threshold; with ``report_dir``, the evaluation report (``otxlite.report.model_report``)."""
     payload = load_weights(weights)
     labels = payload["labels"]
-    subset = prepare_eval_data(test_root, labels, run_dir / "data", data_options)
-    cfg = build_test_config(weights_config(payload), subset.ann_file, labels, run_dir / "logs")
+    cfg = build_test_config(weights_config(payload), ann_file, labels, run_dir / "logs")
     cfg.load_from = str(weights)
     if report_dir is not None:
         cfg.test_evaluator.update(report_dir=str(report_dir), confidence_threshold=payload["confidence_threshold"])
