@@ -23,6 +23,17 @@ FAST_PARAMS = [
     "learning_parameters.learning_rate_warmup_iters=5",
 ]
 
+
+
+def long_training_command(dataset: Path, out: Path) -> list[str]:
+    """``otxlite train`` of a 50-epoch run on ``dataset`` into ``out``: long enough to be stopped or met midway."""
+    args = [sys.executable, "-m", "otxlite.cli", "train", "MaskRCNN-ResNet18", "--train-data-roots", str(dataset),
+            "-o", str(out), "--no-pretrained", "--param", "learning_parameters.num_iters=50"]
+    for param in FAST_PARAMS:
+        args += ["--param", param]
+    return args
+
+
 # Fixtures that train or export a model, or run setup.sh: a test that uses one is `slow` (`pytest -m "not slow"`
 # skips it and runs in under 2 minutes).
 SLOW_FIXTURES = {"trained_run", "exported_ir", "half_precision_ir", "coins_run", "coins_ir", "solov2_ir", "int8_run",

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import FAST_PARAMS
+from conftest import long_training_command
 
 from otxlite.core.errors import OtxliteError
 from otxlite.core.runs import LOCK_FILE, run_folder_lock
@@ -61,10 +61,7 @@ def test_a_lock_from_another_machine_is_refused_with_the_way_out(tmp_path: Path)
 
 @pytest.mark.slow
 def test_second_train_into_a_running_folder_is_refused(tiny_dataset: Path, tmp_path: Path) -> None:
-    args = [sys.executable, "-m", "otxlite.cli", "train", "MaskRCNN-ResNet18", "--train-data-roots",
-            str(tiny_dataset), "-o", str(tmp_path), "--no-pretrained", "--param", "learning_parameters.num_iters=50"]
-    for param in FAST_PARAMS:
-        args += ["--param", param]
+    args = long_training_command(tiny_dataset, tmp_path)
     first = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.time() + 240

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import FAST_PARAMS
+from conftest import FAST_PARAMS, long_training_command
 from otxlite.app.train import train
 
 PERFORMANCE_KEYS = {"mask_mAP", "mask_mAP_50", "bbox_mAP", "bbox_mAP_50", "f_measure", "confidence_threshold",
@@ -138,11 +138,7 @@ def test_results_csv_has_a_row_per_epoch(tiny_dataset: Path, tmp_path: Path) -> 
 
 @pytest.mark.slow
 def test_sigterm_leaves_loadable_last_checkpoint(tiny_dataset: Path, tmp_path: Path) -> None:
-    args = [sys.executable, "-m", "otxlite.cli", "train", "MaskRCNN-ResNet18", "--train-data-roots",
-            str(tiny_dataset), "-o", str(tmp_path), "--no-pretrained", "--param", "learning_parameters.num_iters=50"]
-    for param in FAST_PARAMS:
-        args += ["--param", param]
-    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(long_training_command(tiny_dataset, tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     last = tmp_path / "models/last.pth"
     deadline = time.time() + 240
     while not last.exists() and time.time() < deadline and process.poll() is None:
