@@ -103,3 +103,13 @@ def test_cut_annotation_file_is_refused_before_the_run_folder(tmp_path: Path) ->
     assert result.returncode == 2, result.stderr
     assert "instances_train.json" in result.stderr and "does not parse" in result.stderr
     assert "Traceback" not in result.stderr and not out.exists()
+
+
+def test_cut_template_is_refused_before_the_run_folder(tmp_path: Path) -> None:
+    from otxlite.core.templates import load_template
+
+    template = tmp_path / "my_template.yaml"
+    template.write_text(load_template("MaskRCNN-ResNet18").path.read_text()[:300])
+    result = otxlite("train", str(template), "--train-data-roots", str(tmp_path), "-o", str(tmp_path / "run"))
+    assert result.returncode == 2 and "is not valid YAML" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "run").exists()
