@@ -34,11 +34,18 @@ def long_training_command(dataset: Path, out: Path) -> list[str]:
     return args
 
 
-# Fixtures that train or export a model, or run setup.sh: a test that uses one is `slow` (`pytest -m "not slow"`
-# skips it and runs in under 2 minutes).
-SLOW_FIXTURES = {"trained_run", "exported_ir", "half_precision_ir", "coins_run", "coins_ir", "solov2_ir", "int8_run",
-                 "pytorch_detector", "trained_server", "checkout", "rtmdet_run", "rtmdet_ir", "yolact_run", "yolact_ir",
-                 "tiled_maskrcnn", "tiled_coins"}
+# Fixtures that train or export a model, run setup.sh or start a server, each declared with ``slow_fixture``: a test
+# that uses one (directly or through another fixture) is `slow` (`pytest -m "not slow"` skips it and runs in under
+# 2 minutes).
+SLOW_FIXTURES: set[str] = set()
+
+
+def slow_fixture(*args, **kwargs):
+    """``pytest.fixture`` for a fixture that makes every test using it ``slow``."""
+    def declare(function):
+        SLOW_FIXTURES.add(function.__name__)
+        return pytest.fixture(*args, **kwargs)(function)
+    return declare
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -60,7 +67,7 @@ def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_sample_dataset(tmp_path_factory.mktemp("tiny"), num_train=4, num_val=2, size=128)
 
 
-@pytest.fixture(scope="session")
+@slow_fixture(scope="session")
 def trained_run(sample_dataset: Path, tmp_path_factory: pytest.TempPathFactory):
     """MaskRCNN-EfficientNetB2B trained from random weights for 6 epochs on the sample dataset."""
     from otxlite.app.train import train
@@ -69,7 +76,7 @@ def trained_run(sample_dataset: Path, tmp_path_factory: pytest.TempPathFactory):
                  params=FAST_PARAMS + ["learning_parameters.num_iters=6"], pretrained=False)
 
 
-@pytest.fixture(scope="session")
+@slow_fixture(scope="session")
 def exported_ir(trained_run, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The session's trained model exported to OpenVINO IR (FP32)."""
     from otxlite.app.export import export_openvino
@@ -77,7 +84,7 @@ def exported_ir(trained_run, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return export_openvino(trained_run.weights, tmp_path_factory.mktemp("openvino"))
 
 
-@pytest.fixture(scope="session")
+@slow_fixture(scope="session")
 def half_precision_ir(trained_run, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The session's trained model exported to OpenVINO IR with FP16 weights."""
     from otxlite.app.export import export_openvino
@@ -107,7 +114,7 @@ def coins_val(coins: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-@pytest.fixture(scope="session")
+@slow_fixture(scope="session")
 def coins_run(coins: Path, tmp_path_factory: pytest.TempPathFactory):
     """MaskRCNN-EfficientNetB2B trained from random weights for 30 iterations on the coins photo."""
     from otxlite.app.train import train
@@ -118,7 +125,7 @@ def coins_run(coins: Path, tmp_path_factory: pytest.TempPathFactory):
                          "learning_parameters.num_workers=0"])
 
 
-@pytest.fixture(scope="session")
+@slow_fixture(scope="session")
 def coins_ir(coins_run, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The coins model exported to OpenVINO IR (FP32)."""
     from otxlite.app.export import export_openvino

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import FAST_PARAMS
+from conftest import FAST_PARAMS, slow_fixture
 from otxlite.core.errors import OtxliteError
 from otxlite.app.export import export_openvino
 from otxlite.export.onnx_shim import torchscript_onnx_export
@@ -25,7 +25,7 @@ OTXLITE_KEYS = {"version", "template_id", "model_type", "labels", "input_size", 
 F32 = {"INFERENCE_PRECISION_HINT": "f32"}  # CPUs with bf16 units otherwise run an FP32 IR in bf16
 
 
-@pytest.fixture(scope="module")
+@slow_fixture(scope="module")
 def solov2_ir(tiny_dataset, tmp_path_factory) -> Path:
     from otxlite.app.train import train
 

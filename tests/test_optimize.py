@@ -10,6 +10,7 @@ from pathlib import Path
 
 import openvino as ov
 import pytest
+from conftest import slow_fixture
 
 
 def otxlite(*args: str) -> subprocess.CompletedProcess:
@@ -17,7 +18,7 @@ def otxlite(*args: str) -> subprocess.CompletedProcess:
                           env={**os.environ, "COLUMNS": "200"})
 
 
-@pytest.fixture(scope="module")
+@slow_fixture(scope="module")
 def int8_run(exported_ir: Path, sample_dataset: Path, tmp_path_factory: pytest.TempPathFactory):
     out = tmp_path_factory.mktemp("int8")
     result = otxlite("optimize", "--load-weights", str(exported_ir), "--train-data-roots", str(sample_dataset),

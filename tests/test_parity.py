@@ -7,6 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from conftest import slow_fixture
 
 from otxlite.app.evaluate import evaluate
 
@@ -20,7 +21,7 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / (area(a)[:, None] + area(b)[None, :] - inter + 1e-9)
 
 
-@pytest.fixture(scope="module")
+@slow_fixture(scope="module")
 def pytorch_detector(trained_run):
     from mmdet.apis import init_detector
 

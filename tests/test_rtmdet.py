@@ -9,6 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from conftest import slow_fixture
 
 from otxlite.training.recipes import MOSAIC_MIN_IMAGES, stage2_epochs
 from otxlite.app.evaluate import evaluate
@@ -126,13 +127,13 @@ def ir_layout_and_outputs(xml: Path, coins_val: Path) -> tuple[tuple[str, ...], 
     return layout, outputs[compiled.output("boxes")], outputs[compiled.output("masks")]
 
 
-@pytest.fixture(scope="module")
+@slow_fixture(scope="module")
 def rtmdet_run(coins: Path, tmp_path_factory: pytest.TempPathFactory):
     """RTMDet-Ins-tiny trained from random weights on the coins photo (60 epochs at 256 px)."""
     return trained_on_coins("RTMDet-Ins-tiny", coins, tmp_path_factory, COINS_PARAMS)
 
 
-@pytest.fixture(scope="module")
+@slow_fixture(scope="module")
 def rtmdet_ir(rtmdet_run, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return exported(rtmdet_run, tmp_path_factory)
 

@@ -24,6 +24,7 @@ from typing import Iterator
 import cv2
 import numpy as np
 import pytest
+from conftest import slow_fixture
 
 from otxlite.serve import ServeSettings, create_app
 from otxlite.serve.guard import api_key_matches
@@ -559,7 +560,7 @@ def test_round_trip_on_the_trained_model_matches_predict(exported_ir, sample_ima
             assert all(len(polygon) <= 24 for polygon in instance.polygon)
 
 
-@pytest.fixture(scope="module")
+@slow_fixture(scope="module")
 def trained_server(exported_ir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     with ServerProcess(exported_ir, log=tmp_path_factory.mktemp("serve") / "serve.log") as server:
         yield server

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import slow_fixture
 
 ROOT = Path(__file__).resolve().parents[1]
 PLAN = ROOT / "scripts" / "mmcv_build_plan.sh"
@@ -147,7 +148,7 @@ def test_plan_forced(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- setup.sh with recorded pip
 
 
-@pytest.fixture
+@slow_fixture()
 def checkout(tmp_path: Path) -> Path:
     """A checkout with setup.sh and a .venv whose python records pip commands (with the build variables)."""
     repo = tmp_path / "repo"

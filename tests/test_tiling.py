@@ -13,6 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from conftest import slow_fixture
 from pycocotools import mask as mask_utils
 
 from otxlite.core.errors import OtxliteError
@@ -150,7 +151,7 @@ def test_tiled_predictor_merges_the_whole_image_and_its_tiles(tmp_path: Path) ->
 TILE = 128
 
 
-@pytest.fixture(scope="module")
+@slow_fixture(scope="module")
 def tiled_maskrcnn(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
     """(data, weights.pth, IR) of a Mask R-CNN trained for 2 epochs on 128 px tiles of 384 px images."""
     from otxlite.app.export import export_openvino
@@ -224,7 +225,7 @@ def test_predict_and_eval_tile_a_tiled_model(tiled_maskrcnn, tmp_path: Path) -> 
     assert json.loads((tmp_path / "eval" / "performance.json").read_text())["num_images"] == 3  # train + val
 
 
-@pytest.fixture(scope="module")
+@slow_fixture(scope="module")
 def tiled_coins(coins: Path, tmp_path_factory: pytest.TempPathFactory):
     """RTMDet-Ins-tiny trained from random weights on 128 px tiles of the coins photo; its validation tile is
     validated whole, tiled in PyTorch."""

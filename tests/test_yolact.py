@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import slow_fixture
 
 from otxlite.core.errors import OtxliteError
 from otxlite.core.templates import apply_overrides, load_template
@@ -30,13 +31,13 @@ def test_template_takes_any_input_size_where_fpn_templates_take_multiples_of_32(
         apply_overrides(maskrcnn.hyper_parameters, ["data.input_size=[500,375]"], maskrcnn.input_size_multiple)
 
 
-@pytest.fixture(scope="module")
+@slow_fixture(scope="module")
 def yolact_run(coins: Path, tmp_path_factory: pytest.TempPathFactory):
     """YOLACT-MobileNetV2 trained from random weights on the coins photo (120 epochs at 256 px)."""
     return trained_on_coins("YOLACT-MobileNetV2", coins, tmp_path_factory, COINS_PARAMS)
 
 
-@pytest.fixture(scope="module")
+@slow_fixture(scope="module")
 def yolact_ir(yolact_run, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return exported(yolact_run, tmp_path_factory)
 
