@@ -13,7 +13,7 @@ import pytest
 from otxlite import __version__
 from otxlite.core.templates import list_templates
 
-HELP_BUDGET_S = 1.0  # DESIGN.md / issue 2: `otxlite --help` returns in under 1 second
+HELP_BUDGET_S = 1.0  # `otxlite --help` returns in under 1 second
 LOAD_SLACK_S = 2.0  # extra allowance on a loaded test machine
 
 

@@ -72,7 +72,7 @@ def train(
     validate: bool = True,
     device: str = "auto",
 ) -> TrainResult:
-    """Train ``template`` on ``train_root`` with mmengine's Runner; see DESIGN.md for the run folder.
+    """Train ``template`` on ``train_root`` with mmengine's Runner; the README describes the run folder.
 
     Extension points (the benchmarks use them): ``extra_hooks``, mmengine ``Hook`` objects registered on the
     runner besides otxlite's own; ``validate=False`` trains without a validation loop. ``device``: auto, cuda

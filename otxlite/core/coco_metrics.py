@@ -167,7 +167,7 @@ def evaluate_predictions(ann_file: Path, predictions: list[ImageDetections], lab
 
 
 def performance_report(metrics: dict[str, Any], confidence_threshold: float, model: str) -> dict[str, Any]:
-    """``performance.json`` content (see DESIGN.md) from :func:`evaluate_predictions` output."""
+    """``performance.json`` content (see the README's Evaluation section) from :func:`evaluate_predictions` output."""
     keys = ("mask_mAP", "mask_mAP_50", "bbox_mAP", "bbox_mAP_50", "f_measure")
     report: dict[str, Any] = {key: round(float(metrics[key]), 5) for key in keys}
     report.update(confidence_threshold=round(float(confidence_threshold), 4), num_images=int(metrics["num_images"]),
