@@ -40,9 +40,9 @@ def test_predict_writes_azureml_json_and_overlays(exported_ir: Path, photo_folde
                      "--confidence-threshold", "0.1", "--max-polygon-points", "12")
     assert result.returncode == 0, result.stderr
     assert "notes.txt" in result.stderr and "broken.jpg" in result.stderr
-    assert "4 files not scored" in result.stdout
+    assert "3 images could not be read, 1 other files skipped" in result.stdout
     errors = [json.loads(line) for line in (out / "errors.jsonl").read_text().splitlines()]
-    assert sorted(Path(e["file"]).name for e in errors) == ["broken.jpg", "cut.jpg", "empty.png", "notes.txt"]
+    assert sorted(Path(e["file"]).name for e in errors) == ["broken.jpg", "cut.jpg", "empty.png"]
     entries = json.loads((out / "predictions.json").read_text())
     names = sorted(p.name for p in photo_folder.glob("val_*.jpg"))
     assert [e["filename"] for e in entries] == names

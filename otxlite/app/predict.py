@@ -25,8 +25,9 @@ class PredictResult:
     overlays: Path
     images: int
     detections: int
-    skipped: list[Path]
-    errors: Path | None  # errors.jsonl, when some files were not scored
+    skipped: list[Path]  # files whose names are not images' (an annotation file beside the photos)
+    unreadable: list[Path]  # image files that could not be decoded: listed in errors.jsonl
+    errors: Path | None
 
 
 def _display_name(path: Path, source: Path) -> str:
@@ -53,9 +54,9 @@ def predict(load_weights: Path, source: str, output: Path | None = None, confide
         labels = predictor.metadata.labels
         threshold = predictor.metadata.confidence_threshold if confidence_threshold is None else confidence_threshold
         images, not_images = list_inputs(source)
-        failures = [(path, "not an image file (by its name)") for path in not_images]
-        for path, reason in failures:
-            err_console.print(f"[yellow]Warning:[/] skipping {path}: {reason}.")
+        for path in not_images:
+            err_console.print(f"[yellow]Note:[/] skipping {path}: not an image file (by its name).")
+        failures: list[tuple[Path, str]] = []
         overlays = run_dir / "overlays"
         overlays.mkdir(parents=True, exist_ok=True)
         if explain:
@@ -98,8 +99,8 @@ def predict(load_weights: Path, source: str, output: Path | None = None, confide
         ordered = [entries[i] for i in sorted(entries)]
         predictions = write_json_atomic(run_dir / "predictions.json", ordered)
         errors = run_dir / ERRORS_FILE
-        if failures:  # one JSON object per line: the file and why it was not scored
+        if failures:  # one JSON object per line: the image file and why it was not scored
             write_text_atomic(errors, "".join(json.dumps({"file": str(path), "error": reason}) + "\n"
                                               for path, reason in failures))
         return PredictResult(predictions, overlays, len(ordered), sum(len(e["boxes"]) for e in ordered),
-                             [path for path, _ in failures], errors if failures else None)
+                             not_images, [path for path, _ in failures], errors if failures else None)

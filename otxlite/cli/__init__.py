@@ -183,10 +183,11 @@ def predict(
     from otxlite.cli.render import print_summary
 
     result = run_prediction(load_weights, input, output, confidence_threshold, max_polygon_points, explain)
-    console.print(f"{result.images} images, {result.detections} detections, {len(result.skipped)} files not scored")
+    console.print(f"{result.images} images, {result.detections} detections, {len(result.unreadable)} images could not "
+                  f"be read, {len(result.skipped)} other files skipped")
     outputs = {"predictions": result.predictions, "overlays": result.overlays}
     if result.errors is not None:
-        outputs["files not scored"] = result.errors
+        outputs["unreadable images"] = result.errors
     print_summary("Prediction finished", None, outputs | ({"saliency maps": result.overlays.parent / "saliency"}
                                                            if explain else {}))
 
