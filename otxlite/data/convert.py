@@ -72,7 +72,7 @@ def annotation_scale(declared: tuple[int, int] | None, actual: tuple[int, int], 
                   "image upright (e.g. PIL.ImageOps.exif_transpose) and annotate it again, or drop its annotation.")
     raise OtxliteError(
         f"The image {path} is {_describe(actual)} pixels (as a viewer shows it), but {what} "
-        f"{_describe((dh, dw))}: another aspect ratio, so its masks cannot be placed on it.{turned or ''} "
+        f"{_describe((dh, dw))}: another aspect ratio, so its masks cannot be placed on it.{turned} "
         "Point the annotation at the image it was drawn on, or export the annotations again from the tool."
     )
 

@@ -69,8 +69,8 @@ def _export_files(root: Path) -> list[tuple[Path, list[dict[str, Any]]]]:
 
 
 def is_label_studio(root: Path) -> bool:
-    """Whether ``root`` holds a Label Studio JSON export (a list of tasks with ``data`` and ``annotations``)."""
-    return bool(_export_files(root))
+    """Whether ``root`` holds a Label Studio JSON export, told from the files' heads (the import parses them)."""
+    return any(_starts_like_tasks(path) for path in sorted(Path(root).glob("*.json")))
 
 
 def _image_reference(task: dict[str, Any]) -> str | None:

@@ -56,13 +56,26 @@ def _used_labels(dataset: ImportedDataset, items: list[Any]) -> list[str]:
     return [name for i, name in enumerate(dataset.labels) if i in used]
 
 
+@dataclass
+class ConvertedSubset:
+    """A subset imported and converted to COCO in memory."""
+
+    coco: dict[str, Any]
+    stats: ConversionStats
+
+    def write(self, out_dir: Path, name: str = "test") -> PreparedSubset:
+        """Write the COCO file ``out_dir/<name>.json``."""
+        return PreparedSubset(name, write_json_atomic(Path(out_dir) / f"{name}.json", self.coco, indent=None),
+                              self.stats)
+
+
 def _convert_subset(name: str, items: list[Any], dataset: ImportedDataset, labels: list[str],
-                    skip_bad_images: bool) -> tuple[dict[str, Any], ConversionStats]:
+                    skip_bad_images: bool) -> ConvertedSubset:
     coco, stats = items_to_coco(items, dataset.labels, labels, skip_bad_images)
     warning = rescale_warning(stats, name)
     if warning:
         err_console.print(warning, markup=False, soft_wrap=True)
-    return coco, stats
+    return ConvertedSubset(coco, stats)
 
 
 @dataclass
@@ -71,7 +84,7 @@ class ConvertedData:
 
     labels: list[str]
     formats: dict[str, str]
-    subsets: dict[str, tuple[dict[str, Any], ConversionStats]]
+    subsets: dict[str, ConvertedSubset]
     split_note: str
     split: dict[str, Any] | None  # the seeded split's record (split.json), if one was made
 
@@ -79,8 +92,7 @@ class ConvertedData:
         """Write the COCO files (and ``split.json``) into ``out_dir``."""
         if self.split is not None:
             write_json_atomic(Path(out_dir) / "split.json", self.split)
-        subsets = {name: PreparedSubset(name, write_json_atomic(Path(out_dir) / f"{name}.json", coco, indent=None),
-                                        stats) for name, (coco, stats) in self.subsets.items()}
+        subsets = {name: subset.write(out_dir, name) for name, subset in self.subsets.items()}
         return PreparedData(labels=self.labels, formats=self.formats, subsets=subsets, split_note=self.split_note)
 
 
@@ -124,23 +136,10 @@ def prepare_training_data(train_root: Path, val_root: Path | None, out_dir: Path
     return convert_training_data(train_root, val_root, data_options, skip_bad_images, seed).write(out_dir)
 
 
-@dataclass
-class ConvertedSubset:
-    """Evaluation data imported and converted to COCO in memory."""
-
-    coco: dict[str, Any]
-    stats: ConversionStats
-
-    def write(self, out_dir: Path, name: str = "test") -> PreparedSubset:
-        """Write the COCO file ``out_dir/<name>.json``."""
-        return PreparedSubset(name, write_json_atomic(Path(out_dir) / f"{name}.json", self.coco, indent=None),
-                              self.stats)
-
-
 def convert_eval_data(test_root: Path, labels: list[str], data_options: DataOptions = DataOptions(),
                       option: str = "--test-data-roots") -> ConvertedSubset:
     """Import evaluation data for a model with ``labels`` and convert it, in memory (a bad dataset is refused before
     any heavy work or run folder)."""
     test = import_dataset(test_root, data_options.format, option, data_options.data_root)
     check_known_labels(_used_labels(test, test.items), labels, f"data in {test_root}")
-    return ConvertedSubset(*_convert_subset("test", test.items, test, labels, skip_bad_images=False))
+    return _convert_subset("test", test.items, test, labels, skip_bad_images=False)
