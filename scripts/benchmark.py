@@ -174,13 +174,14 @@ def phase_pytorch(spec: dict[str, Any]) -> dict[str, Any]:
     from mmengine.utils import import_modules_from_strings
 
     from otxlite.core.artifacts import save_weights
-    from otxlite.training.config import build_runner_config
+    from otxlite.training.config import build_runner_config, model_record
     from otxlite.core.templates import apply_overrides, load_template
 
     torch.set_num_threads(usable_cores())
     template = load_template(spec["template"])
     size = int(spec["size"])
-    hyper = apply_overrides(template.hyper_parameters, [f"data.input_size=[{size},{size}]"], template.input_size_multiple)
+    hyper = apply_overrides(template.hyper_parameters, [f"data.input_size=[{size},{size}]"],
+                            template.family.input_size_multiple)
     cfg = build_runner_config(template, hyper, spec["labels"], Path(spec["train_ann"]), None,
                               Path(spec["work_dir"]), num_train_images=1, pretrained_start="random")
     if "score_thr" in cfg.model.test_cfg and "rcnn" not in cfg.model.test_cfg:  # single-stage (RTMDet-Ins)
@@ -191,8 +192,8 @@ def phase_pytorch(spec: dict[str, Any]) -> dict[str, Any]:
     model = MODELS.build(cfg.model)
     model.init_weights()
     model.eval()
-    save_weights(Path(spec["weights"]), model.state_dict(), cfg.to_dict(), spec["labels"],
-                 hyper["postprocessing"]["confidence_threshold"], template.model_template_id)
+    save_weights(Path(spec["weights"]), model.state_dict(), cfg.to_dict(),
+                 model_record(template, hyper, spec["labels"], cfg.model, None))
 
     image = torch.from_numpy(cv2.resize(cv2.imread(spec["image"]), (size, size)).transpose(2, 0, 1).copy())
 
@@ -205,8 +206,7 @@ def phase_pytorch(spec: dict[str, Any]) -> dict[str, Any]:
     counts = _count_rois(model, infer)
     latency = spread(time_calls(infer, spec["warmup"], spec["repeats"]))
     peak_rss = maxrss_mib()  # before the MAC count, whose tracing allocates more than inference does
-    sys.path.insert(0, str(REPO / "scripts"))
-    from compute_model_stats import count_flops
+    from otxlite.training.model_stats import count_flops
 
     if "proposals" in counts:  # count the box head on the proposals the RPN returned, not on its cap
         model.test_cfg.rpn.max_per_img = counts["proposals"]
@@ -244,7 +244,7 @@ def _count_rois(model: Any, infer: Callable[[], Any]) -> dict[str, int]:
 
 def phase_export(spec: dict[str, Any]) -> dict[str, Any]:
     """``export_openvino`` of the phase-1 weights to an FP32 IR."""
-    from otxlite.app.export import export_openvino
+    from otxlite.export.pipeline import export_openvino
 
     start = time.perf_counter()
     xml = export_openvino(Path(spec["weights"]), Path(spec["output"]))
@@ -381,7 +381,6 @@ def _throughput(compiled: Any, tensor: Any, seconds: float) -> dict[str, Any]:
 
 def phase_import(spec: dict[str, Any]) -> dict[str, Any]:
     """``prepare_training_data`` on ``scripts/benchmark_import.py``'s synthetic COCO file (written untimed)."""
-    sys.path.insert(0, str(REPO / "scripts"))
     from benchmark_import import write_benchmark_dataset
 
     from otxlite.data.prepare import prepare_training_data

@@ -154,13 +154,13 @@ def plain_config(template: str, data: Path, work_dir: Path, epochs: int, batch: 
     from mmengine.config import Config
 
     from otxlite.training.config import drop_pretrained, load_model_config
-    from otxlite.training.recipes import RTMDET
+    from otxlite.training.recipes import MOSAIC_ADAMW
     from otxlite.core.templates import load_template
 
     chosen = load_template(template)
     model, imports = load_model_config(chosen, len(labels))
     drop_pretrained(model)
-    if chosen.recipe == RTMDET:
+    if chosen.family.recipe == MOSAIC_ADAMW:
         recipe = rtmdet_recipe((size, size), epochs)
     elif model["type"] == "YOLACT":
         recipe = yolact_recipe((size, size), epochs)

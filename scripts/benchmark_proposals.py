@@ -33,13 +33,13 @@ from otxlite.core.measure import cpu_model_and_flags, spread, time_calls  # noqa
 
 def with_cap(weights: Path, cap: int, out: Path) -> Path:
     """A copy of ``weights`` whose RPN keeps ``cap`` proposals per image at test time."""
-    from otxlite.core.artifacts import load_weights, save_weights
+    from otxlite.core.artifacts import ModelMetadata, load_weights, save_weights
 
     payload = load_weights(weights)
     config = copy.deepcopy(payload["config"])
     config["model"]["test_cfg"]["rpn"]["max_per_img"] = cap
-    return save_weights(out, payload["state_dict"], config, payload["labels"], payload["confidence_threshold"],
-                        payload["template_id"], payload.get("metrics"))
+    return save_weights(out, payload["state_dict"], config, ModelMetadata.from_dict(payload["record"]),
+                        payload.get("metrics"))
 
 
 def ir_latency(xml: Path, images: list[Path], repeats: int) -> dict[str, float]:
@@ -69,7 +69,7 @@ def main() -> int:
     args = parser.parse_args()
 
     from otxlite.app.evaluate import evaluate
-    from otxlite.app.export import export_openvino
+    from otxlite.export.pipeline import export_openvino
 
     images = sorted(p for p in args.val_root.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
     cpu, flags = cpu_model_and_flags()

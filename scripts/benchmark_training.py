@@ -280,7 +280,7 @@ def plain_config(template: Any, input_size: int, batch_size: int, workers: int, 
     hyper_parameters = apply_overrides(template.hyper_parameters, [
         "learning_parameters.num_iters=1", f"data.input_size=[{input_size},{input_size}]",
         f"learning_parameters.batch_size={batch_size}", f"learning_parameters.num_workers={workers}"],
-        template.input_size_multiple)
+        template.family.input_size_multiple)
     cfg = build_runner_config(template, hyper_parameters, labels, train_ann, None, path.parent / "unused",
                               num_train_images=1, pretrained_start="random")  # no validation: the size sets nothing
     imports = [name for name in cfg.custom_imports["imports"] if not name.startswith("otxlite.training")]

@@ -8,44 +8,13 @@ Usage::
     .venv/bin/python scripts/compute_model_stats.py --check          # exit 1 if a stored value is off by > 1 %
     .venv/bin/python scripts/compute_model_stats.py --check --size-only  # sizes only: no forward pass, seconds
 
-What is counted (so the numbers can be compared with published ones):
-
-* The model is the template's MMDetection model built with 80 classes (COCO), so numbers are
-  comparable with published COCO figures; the class count changes them only slightly.
-  ``Pretrained`` init configs are dropped (random weights: counts do not depend on the weights).
-* ``size`` is the FP32 size of the model's parameters in MB, where 1 MB = 10**6 bytes:
-  ``number_of_parameters * 4 / 1e6``. Buffers (BatchNorm running statistics) are not included.
-* ``gigaflops`` is the FLOP count of one image (batch 1, eval mode) at the template's
-  ``hyper_parameters.data.input_size`` ([width, height], padded up to the data preprocessor's
-  ``pad_size_divisor``), counted with ``mmengine.analysis.FlopAnalyzer`` (a port of fvcore) and
-  divided by 1e9. As in fvcore and in OTX's templates, **one multiply-add counts as one FLOP**
-  (so these are GMACs; multiply by 2 for "two FLOPs per multiply-add" figures). Convolutions,
-  linear layers, matmuls, norms and upsampling are counted; element-wise activations, additions,
-  pooling and custom mmcv ops (RoIAlign) are not, as in fvcore.
-* The forward counted is MMDetection's ``mode='tensor'`` forward (``model._forward``), the dense
-  network without post-processing:
-
-  - SOLOv2 (single-stage): backbone + neck + the whole SOLOv2 mask head (kernel, category and
-    mask-feature branches over all grids). Matrix NMS and the dynamic mask convolution of
-    ``predict`` are post-processing and not counted.
-  - YOLACT (single-stage, but its ``mode='tensor'`` forward runs the loss): backbone + neck + box head
-    (scores, boxes, mask coefficients on every level) + the protonet. The prototype x coefficient
-    products, the crop and fast NMS are post-processing and not counted.
-  - Mask R-CNN (two-stage): backbone + neck + RPN head convolutions, then the RoI heads as
-    ``mode='tensor'`` runs them: the box head on ``test_cfg.rpn.max_per_img`` proposals
-    (1000) and the mask head on the first 100 of them. ``mode='tensor'`` takes the proposals
-    from RPN post-processing, whose count depends on the weights; here a fixed set of that many
-    proposals is used instead, so the number is deterministic (it equals the ``mode='tensor'``
-    count whenever the RPN returns its maximum, the usual case at these input sizes). The
-    RPN's box decoding and NMS are not counted.
+What is counted (so the numbers compare with published ones): see ``otxlite/training/model_stats.py``.
 """
 
 from __future__ import annotations
 
 import argparse
-import math
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -55,107 +24,15 @@ if str(ROOT) not in sys.path:
 
 from otxlite.core.errors import OtxliteError  # noqa: E402
 from otxlite.core.fileio import write_text_atomic  # noqa: E402
-from otxlite.core.templates import Template, list_templates, load_template  # noqa: E402
+from otxlite.core.templates import list_templates, load_template  # noqa: E402
+from otxlite.training.model_stats import compute  # noqa: E402
 
-NUM_CLASSES = 80  # COCO, so the numbers compare with published ones
 TOLERANCE = 0.01  # --check: relative difference allowed between stored and computed values
 COMMENT = (
     "# gigaflops and size at data.input_size with 80 (COCO) classes, computed (not copied) by\n"
     "# scripts/compute_model_stats.py: gigaflops = GFLOPs of one image's mode='tensor' forward, one\n"
     "# multiply-add = 1 FLOP (fvcore/OTX convention); size = MB (10^6 bytes) of FP32 parameters.\n"
 )
-
-
-@dataclass
-class Stats:
-    """Computed statistics of one template."""
-
-    template: Template
-    params: int
-    size: float  # MB (1e6 bytes) of FP32 parameters
-    gigaflops: float | None  # None with --size-only
-    unsupported: dict[str, int]
-
-
-def build_model(template: Template, num_classes: int = NUM_CLASSES) -> Any:
-    """The template's MMDetection model with random weights, in eval mode."""
-    from mmdet.registry import MODELS
-    from mmdet.utils import register_all_modules
-    from mmengine.config import ConfigDict
-    from mmengine.utils import import_modules_from_strings
-
-    from otxlite.training.config import drop_pretrained, load_model_config
-
-    model_cfg, imports = load_model_config(template, num_classes)
-    drop_pretrained(model_cfg)
-    register_all_modules()
-    if imports:
-        import_modules_from_strings(imports)
-    # ConfigDict, not the plain dict: mmdet's detectors read train_cfg.rpn / test_cfg.rpn as attributes.
-    model = MODELS.build(ConfigDict(model_cfg))
-    model.eval()
-    return model
-
-
-def input_shape(template: Template, model: Any) -> tuple[int, int]:
-    """(height, width) the network sees: data.input_size padded up to the preprocessor's divisor."""
-    width, height = template.hyper_parameters["data"]["input_size"]
-    divisor = int(getattr(model.data_preprocessor, "pad_size_divisor", 1) or 1)
-    return math.ceil(height / divisor) * divisor, math.ceil(width / divisor) * divisor
-
-
-def _flatten(outs: Any) -> list:
-    if isinstance(outs, (list, tuple)):
-        return [t for item in outs for t in _flatten(item)]
-    return [outs]
-
-
-def count_flops(model: Any, height: int, width: int) -> tuple[int, dict[str, int]]:
-    """FLOPs (one multiply-add = 1) of the ``mode='tensor'`` forward of one image; unsupported ops."""
-    import torch
-    from mmdet.models.detectors import YOLACT, TwoStageDetector
-    from mmengine.analysis import FlopAnalyzer
-    from mmengine.structures import InstanceData
-
-    class DenseForward(torch.nn.Module):
-        """``model._forward`` with the RPN's post-processing replaced by a fixed set of proposals."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.model = model
-
-        def forward(self, images: torch.Tensor) -> tuple:
-            if isinstance(self.model, YOLACT):  # its mode='tensor' forward needs ground truth (it runs the loss)
-                feats = self.model.extract_feat(images)
-                return tuple(_flatten(self.model.bbox_head(feats)) + [self.model.mask_head.protonet(feats[0])])
-            if not isinstance(self.model, TwoStageDetector):
-                return tuple(_flatten(self.model._forward(images)))
-            feats = self.model.extract_feat(images)
-            rpn_outs = self.model.rpn_head(feats)  # the dense part of rpn_head.predict
-            count = int(self.model.test_cfg.rpn.max_per_img)
-            generator = torch.Generator().manual_seed(0)
-            xy = torch.rand(count, 2, generator=generator) * torch.tensor([width, height]) * 0.8
-            wh = (torch.rand(count, 2, generator=generator) * 0.2 + 0.01) * torch.tensor([width, height])
-            proposals = InstanceData(bboxes=torch.cat([xy, xy + wh], dim=1))
-            roi_outs = self.model.roi_head.forward(feats, [proposals])  # box head on all, mask head on 100
-            return tuple(_flatten(rpn_outs) + _flatten(roi_outs))
-
-    images = torch.zeros(1, 3, height, width)
-    with torch.no_grad():
-        analyzer = FlopAnalyzer(DenseForward().eval(), (images,))
-        analyzer.unsupported_ops_warnings(False).uncalled_modules_warnings(False).tracer_warnings("none")
-        total = analyzer.total()
-        unsupported = dict(analyzer.unsupported_ops())
-    return int(total), unsupported
-
-
-def compute(template: Template, size_only: bool = False) -> Stats:
-    """Statistics of one template."""
-    model = build_model(template)
-    params = sum(p.numel() for p in model.parameters())
-    flops, unsupported = (None, {}) if size_only else count_flops(model, *input_shape(template, model))
-    return Stats(template=template, params=params, size=params * 4 / 1e6,
-                 gigaflops=None if flops is None else flops / 1e9, unsupported=unsupported)
 
 
 def rewrite_stats(text: str, gigaflops: float | None, size: float) -> str:

@@ -16,7 +16,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from otxlite.serve.load_client import ServerProcess, run_load, score_body
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the load client lives with the tests
+from load_client import ServerProcess, run_load, score_body  # noqa: E402
 
 
 def main() -> int:

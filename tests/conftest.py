@@ -79,7 +79,7 @@ def trained_run(sample_dataset: Path, tmp_path_factory: pytest.TempPathFactory):
 @slow_fixture(scope="session")
 def exported_ir(trained_run, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The session's trained model exported to OpenVINO IR (FP32)."""
-    from otxlite.app.export import export_openvino
+    from otxlite.export.pipeline import export_openvino
 
     return export_openvino(trained_run.weights, tmp_path_factory.mktemp("openvino"))
 
@@ -87,7 +87,7 @@ def exported_ir(trained_run, tmp_path_factory: pytest.TempPathFactory) -> Path:
 @slow_fixture(scope="session")
 def half_precision_ir(trained_run, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The session's trained model exported to OpenVINO IR with FP16 weights."""
-    from otxlite.app.export import export_openvino
+    from otxlite.export.pipeline import export_openvino
 
     return export_openvino(trained_run.weights, tmp_path_factory.mktemp("openvino_fp16"), half_precision=True)
 
@@ -128,6 +128,6 @@ def coins_run(coins: Path, tmp_path_factory: pytest.TempPathFactory):
 @slow_fixture(scope="session")
 def coins_ir(coins_run, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The coins model exported to OpenVINO IR (FP32)."""
-    from otxlite.app.export import export_openvino
+    from otxlite.export.pipeline import export_openvino
 
     return export_openvino(coins_run.weights, tmp_path_factory.mktemp("coins_openvino"))

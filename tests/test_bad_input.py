@@ -110,8 +110,9 @@ def test_failed_write_names_the_path_and_leaves_nothing(tmp_path: Path) -> None:
 
 FULL_DISK_WRITES = {
     # weights.pth: serialized first, so the paragraph knows the bytes it needs
-    "weights.pth": ("import torch; from otxlite.core.artifacts import save_weights; save_weights(target, "
-                    "{'w': torch.zeros(500, 500)}, {}, ['a'], 0.5, 't', {})", "It needs at least 1,00"),
+    "weights.pth": ("import torch; from otxlite.core.artifacts import ModelMetadata, save_weights; save_weights("
+                    "target, {'w': torch.zeros(500, 500)}, {}, ModelMetadata('mask_rcnn', ['a'], (64, 64), 0.5))",
+                    "It needs at least 1,00"),
     # an IR pair: the weights' bytes (the .xml adds a little)
     "openvino.xml": ("import numpy as np, openvino as ov; from openvino import opset13 as ops; "
                      "from otxlite.core.fileio import save_ir_atomic; x = ops.parameter([1, 500], np.float32); "

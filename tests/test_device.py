@@ -307,11 +307,12 @@ def gpu_only_here() -> None:
 
 
 def test_gpu_saved_weights_load_on_the_cpu(tmp_path: Path) -> None:
-    from otxlite.core.artifacts import WEIGHTS_FORMAT, load_weights
+    from otxlite.core.artifacts import RECORD_FORMAT, ModelMetadata, load_weights
 
     state = {"backbone.conv.weight": torch.randn(4, 3, 3, 3), "head.bias": torch.randn(4)}
-    payload = {"otxlite_format": WEIGHTS_FORMAT, "otxlite_version": "x", "state_dict": state, "config": {},
-               "labels": ["a"], "confidence_threshold": 0.5, "template_id": "t", "metrics": {}}
+    record = ModelMetadata(family="mask_rcnn", labels=["a"], input_size=(64, 64), confidence_threshold=0.5)
+    payload = {"otxlite_format": RECORD_FORMAT, "otxlite_version": "x", "state_dict": state, "config": {},
+               "record": record.to_dict(), "metrics": {}}
     path = save_as_on_gpu(payload, tmp_path / "weights.pth")
     gpu_only_here()
     with pytest.raises(RuntimeError, match="CUDA"):  # what a loader without map_location meets on a CPU machine
@@ -340,7 +341,7 @@ def test_gpu_trained_weights_export_predict_and_evaluate_on_the_cpu(trained_run,
     tensors were on a GPU give what the same weights give from the CPU."""
     from otxlite.core.artifacts import load_weights
     from otxlite.app.evaluate import evaluate
-    from otxlite.app.export import export_openvino
+    from otxlite.export.pipeline import export_openvino
     from otxlite.core.images import read_image
     from otxlite.runtime.predictor import Predictor
 

@@ -13,7 +13,7 @@ import pytest
 
 from conftest import FAST_PARAMS, slow_fixture
 from otxlite.core.errors import OtxliteError
-from otxlite.app.export import export_openvino
+from otxlite.export.pipeline import export_openvino
 from otxlite.export.onnx_shim import torchscript_onnx_export
 
 LABELS = ["disc", "star", "ring"]
@@ -99,20 +99,18 @@ def test_export_rejects_a_file_that_is_not_weights(tmp_path) -> None:
     assert not (tmp_path / "out" / "openvino.xml").exists()
 
 
-def test_model_spec_rejects_unsupported_models_and_sizes() -> None:
+def test_model_spec_takes_the_family_and_size_from_the_record() -> None:
     from mmengine.config import Config
 
+    from otxlite.core.artifacts import ModelMetadata
     from otxlite.export.mmdeploy_onnx import model_spec
 
-    def config(model_type: str, size: tuple[int, int]) -> Config:
-        return Config(dict(model=dict(type=model_type, data_preprocessor=dict(mean=[0, 0, 0], std=[1, 1, 1])),
-                           train_dataloader=dict(dataset=dict(pipeline=[dict(type="Resize", scale=size)]))))
-
-    assert model_spec(config("MaskRCNN", (320, 192))).input_size == (320, 192)
-    with pytest.raises(OtxliteError, match="RetinaNet"):
-        model_spec(config("RetinaNet", (320, 320)))
-    with pytest.raises(OtxliteError, match="divisible by 32"):
-        model_spec(config("MaskRCNN", (300, 300)))
+    config = Config(dict(model=dict(type="MaskRCNN", data_preprocessor=dict(mean=[1, 2, 3], std=[4, 5, 6],
+                                                                             bgr_to_rgb=True))))
+    record = ModelMetadata(family="solov2", labels=["a"], input_size=(320, 192), confidence_threshold=0.3)
+    spec = model_spec(config, record)
+    assert (spec.family.name, spec.input_size, spec.mean, spec.std, spec.bgr_to_rgb) == (
+        "solov2", (320, 192), (1.0, 2.0, 3.0), (4.0, 5.0, 6.0), True)
 
 
 # --- Mask R-CNN --------------------------------------------------------------------------------------------------
@@ -266,7 +264,7 @@ def test_rpn_nms_suppresses_within_a_feature_level_only() -> None:
     import torch
     from mmdeploy.codebase.mmdet.models.dense_heads import rpn_head
 
-    from otxlite.export.rpn_nms import level_aware_rpn_nms
+    from otxlite.families.mask_rcnn.export import level_aware_rpn_nms
 
     boxes = torch.tensor([[[10.0, 10.0, 50.0, 50.0], [12.0, 12.0, 50.0, 50.0], [11.0, 11.0, 50.0, 50.0]]])
     scores = torch.tensor([[[0.9], [0.8], [0.7]]])

@@ -97,9 +97,11 @@ def test_lazy_early_stopping_ignores_early_validations() -> None:
 
 
 def test_ties_keep_the_later_epoch(tmp_path: Path) -> None:
+    from otxlite.core.artifacts import ModelMetadata
     from otxlite.training.hooks import RunFolderHook
 
-    hook = RunFolderHook(str(tmp_path), ["a"], "id", 0.3, False)
+    record = ModelMetadata(family="mask_rcnn", labels=["a"], input_size=(64, 64), confidence_threshold=0.3)
+    hook = RunFolderHook(str(tmp_path), record.to_dict(), 0.3)
     saved = []
     hook._save_weights = lambda runner, metrics: saved.append(runner.epoch)
     for epoch in (1, 2, 3):

@@ -122,7 +122,7 @@ def test_layers_go_back_to_fp32_until_the_bound_holds() -> None:
     import nncf
     import numpy as np
 
-    from otxlite.export.accuracy_control import keep_layers_fp32, quantize_within_bound, quantized_layers
+    from otxlite.quantization.accuracy_control import keep_layers_fp32, quantize_within_bound, quantized_layers
 
     fp32 = _two_layer_model()
     data = [np.random.default_rng(i).normal(size=(1, 3, 16, 16)).astype(np.float32) for i in range(4)]

@@ -68,7 +68,7 @@ def test_ir_and_half_precision_mask_map_match_pytorch(coins_run, coins_ir: Path,
                                                       tmp_path: Path) -> None:
     """On a model that learned (the coins photo), the FP32 IR's mask mAP is the PyTorch model's within 0.01,
     the FP16 IR's within 0.02 (a model that detects almost nothing would make any difference look like noise)."""
-    from otxlite.app.export import export_openvino
+    from otxlite.export.pipeline import export_openvino
 
     half_precision_ir = export_openvino(coins_run.weights, tmp_path / "fp16", half_precision=True)
     pytorch, _ = evaluate(coins_run.weights, coins_val, tmp_path / "torch")

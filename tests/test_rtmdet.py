@@ -106,7 +106,7 @@ def trained_on_coins(template: str, coins: Path, tmp_path_factory: pytest.TempPa
 
 
 def exported(run, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from otxlite.app.export import export_openvino
+    from otxlite.export.pipeline import export_openvino
 
     return export_openvino(run.weights, tmp_path_factory.mktemp("coins_ir"))
 

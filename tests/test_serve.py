@@ -28,7 +28,7 @@ from conftest import slow_fixture
 
 from otxlite.serve import ServeSettings, create_app
 from otxlite.serve.guard import api_key_matches
-from otxlite.serve.load_client import ServerProcess, run_load, score_body
+from load_client import ServerProcess, run_load, score_body
 
 pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
 
@@ -56,7 +56,7 @@ def make_synthetic_ir(folder: Path, tiling=None) -> Path:
         node.output(0).get_tensor().set_names({name})
     model = ov.Model([boxes.output(0), labels.output(0), masks.output(0)], [image], "synthetic")
     write_metadata(model, ModelMetadata(labels=["cat", "dog"], input_size=(SYNTHETIC_SIZE, SYNTHETIC_SIZE),
-                                        confidence_threshold=0.35, mask_layout="roi", template_id="synthetic",
+                                        confidence_threshold=0.35, family="mask_rcnn", template_id="synthetic",
                                         tiling=tiling))
     folder.mkdir(parents=True, exist_ok=True)
     xml = folder / "openvino.xml"
@@ -469,7 +469,7 @@ def test_openapi_document_holds_under_schemathesis(synthetic_ir):
 
 
 def test_serve_does_not_import_the_training_stack():
-    code = ("import sys, otxlite.serve, otxlite.serve.load_client; "
+    code = ("import sys, otxlite.serve, otxlite.serve.app; "
             "heavy = sorted(m for m in ('torch', 'mmdet', 'mmcv', 'mmengine', 'datumaro', 'nncf') "
             "if m in sys.modules); "
             "print(heavy); sys.exit(1 if heavy else 0)")

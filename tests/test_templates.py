@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from otxlite.core.errors import OtxliteError
-from otxlite.core.templates import apply_overrides, list_templates, load_template, template_paths
+from otxlite.core.templates import apply_overrides, list_templates, load_template, load_template_file, template_paths
 
 ROOT = Path(__file__).resolve().parents[1]
 STATS_SCRIPT = ROOT / "scripts" / "compute_model_stats.py"
@@ -131,10 +131,20 @@ def test_missing_model_config_names_the_path(tmp_path):
     assert "model_config" in message
 
 
-def test_unknown_recipe_lists_the_recipes(tmp_path):
-    path = _write_template(tmp_path, recipe="yolo")
-    with pytest.raises(OtxliteError, match="`recipe: yolo` is unknown; it must be one of otx, rtmdet"):
+def test_unknown_family_lists_the_families(tmp_path):
+    path = _write_template(tmp_path, family="yolo")
+    with pytest.raises(OtxliteError, match="`family: yolo` is unknown; it must be one of mask_rcnn, solov2, "
+                                           "rtmdet_ins, yolact"):
         load_template(str(path))
+
+
+def test_the_family_decides_the_recipe_and_the_size_rule(tmp_path):
+    from otxlite.families.family import MOSAIC_ADAMW, SGD_PLATEAU
+
+    assert load_template("RTMDet-Ins-tiny").family.recipe == MOSAIC_ADAMW
+    assert load_template("SOLOv2").family.recipe == SGD_PLATEAU
+    yolact = load_template(str(_write_template(tmp_path, family="yolact")))
+    assert yolact.family.input_size_multiple == 1
 
 
 def test_invalid_yaml(tmp_path):
@@ -288,16 +298,21 @@ def test_a_built_wheel_carries_the_templates_and_their_configs(tmp_path: Path) -
     assert names == sorted(EXPECTED_NAMES)
 
 
-def test_optimize_takes_unset_options_from_the_models_template(tmp_path, monkeypatch):
-    """`otxlite optimize` reads the template's optimization block (by the template id in the IR); a partial
-    block is completed with the defaults, and a model of an unknown template gets the defaults."""
-    import otxlite.core.templates as templates
-    from otxlite.core.templates import load_template_file, optimization_settings
+def test_optimize_takes_unset_options_from_the_model_record(tmp_path):
+    """The template's optimization block, completed with the defaults and with the run's --param overrides, is
+    carried by the model record (through weights.pth) to `otxlite optimize`, which fills unset options from it."""
+    from otxlite.core.artifacts import ModelMetadata
+    from otxlite.quantization.int8 import Int8Settings, int8_settings
+    from otxlite.training.config import model_record
 
     hyper = yaml.safe_load((ROOT / "templates/instance_segmentation/maskrcnn_efficientnetb2b.yaml").read_text())
     hyper = hyper["hyper_parameters"]
     hyper["optimization"] = {"subset_size": 50}
     mine = load_template_file(_write_template(tmp_path, model_template_id="Mine_1", hyper_parameters=hyper))
-    monkeypatch.setattr(templates, "list_templates", lambda: [mine])
-    assert optimization_settings("Mine_1") == {"subset_size": 50, "preset": "mixed", "max_accuracy_drop": 0.01}
-    assert optimization_settings("someone_elses") == {"subset_size": 300, "preset": "mixed", "max_accuracy_drop": 0.01}
+    run = apply_overrides(mine.hyper_parameters, ["optimization.preset=performance"])
+    record = ModelMetadata.from_dict(model_record(mine, run, ["a"], {"test_cfg": {}}, None).to_dict())
+    assert record.optimization_settings == {"subset_size": 50, "preset": "performance", "max_accuracy_drop": 0.01}
+    assert int8_settings(record) == Int8Settings(50, "performance", 0.01)
+    assert int8_settings(record, 7, "mixed", 0.02) == Int8Settings(7, "mixed", 0.02)
+    with pytest.raises(OtxliteError, match="--preset fast: choose performance or mixed"):
+        int8_settings(record, preset="fast")

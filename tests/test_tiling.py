@@ -154,7 +154,7 @@ TILE = 128
 @slow_fixture(scope="module")
 def tiled_maskrcnn(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
     """(data, weights.pth, IR) of a Mask R-CNN trained for 2 epochs on 128 px tiles of 384 px images."""
-    from otxlite.app.export import export_openvino
+    from otxlite.export.pipeline import export_openvino
     from otxlite.app.train import train
     from otxlite.data.sample_data import make_small_objects_dataset
 
@@ -241,7 +241,7 @@ def test_tiled_model_scores_the_same_in_pytorch_and_as_an_ir(tiled_coins, coins_
     """On a tiled model that learned, training's validation (PyTorch, whole image tiled and merged), ``eval`` of
     its ``weights.pth`` (the same in mmengine's test loop) and ``eval`` of its IR agree on the same image."""
     from otxlite.app.evaluate import evaluate
-    from otxlite.app.export import export_openvino
+    from otxlite.export.pipeline import export_openvino
 
     validation = json.loads((tiled_coins.run_dir / "performance.json").read_text())
     assert validation["num_images"] == 1 and validation["mask_mAP"] >= 0.3, f"the model must learn: {validation}"

@@ -24,11 +24,13 @@ def test_template_takes_any_input_size_where_fpn_templates_take_multiples_of_32(
     size, is its default and any size is allowed; Mask R-CNN pads to 32 and says so."""
     yolact = load_template("YOLACT-MobileNetV2")
     assert yolact.hyper_parameters["data"]["input_size"] == [550, 550]
-    sized = apply_overrides(yolact.hyper_parameters, ["data.input_size=[500,375]"], yolact.input_size_multiple)
+    sized = apply_overrides(yolact.hyper_parameters, ["data.input_size=[500,375]"],
+                            yolact.family.input_size_multiple)
     assert sized["data"]["input_size"] == [500, 375]
     maskrcnn = load_template("MaskRCNN-EfficientNetB2B")
     with pytest.raises(OtxliteError, match="a multiple of 32"):
-        apply_overrides(maskrcnn.hyper_parameters, ["data.input_size=[500,375]"], maskrcnn.input_size_multiple)
+        apply_overrides(maskrcnn.hyper_parameters, ["data.input_size=[500,375]"],
+                        maskrcnn.family.input_size_multiple)
 
 
 @slow_fixture(scope="module")

@@ -39,7 +39,7 @@ def model_forms(load_weights: Path, run_dir: Path, train_root: Path | None,
 
     forms: dict[str, Path] = {}
     if model_kind(load_weights) is ModelKind.PYTORCH:
-        from otxlite.app.export import export_openvino
+        from otxlite.export.pipeline import export_openvino
 
         forms["PyTorch"] = Path(load_weights)
         console.print("Exporting the FP32 and FP16 IRs")
@@ -55,16 +55,18 @@ def model_forms(load_weights: Path, run_dir: Path, train_root: Path | None,
         write_metadata(model, replace(metadata, precision="FP16"))
         forms["IR FP16"] = save_ir_atomic(model, run_dir / "fp16" / "openvino.xml")
     if train_root is not None:
-        from otxlite.app.optimize import optimize
+        from otxlite.core.artifacts import model_record
+        from otxlite.quantization.int8 import calibration_images, int8_settings, quantize_ir
 
         console.print("Quantizing to INT8 (calibrating on --train-data-roots)")
-        forms["INT8"] = optimize(forms["IR FP32"], Path(train_root), output=run_dir / "int8",
-                                 data_options=data_options).xml
+        settings = int8_settings(model_record(forms["IR FP32"]))
+        calibration = calibration_images(Path(train_root), settings.subset_size, data_options)
+        forms["INT8"], _ = quantize_ir(forms["IR FP32"], calibration, settings, run_dir / "int8" / "openvino.xml")
     return forms
 
 
 def _measure_ir(xml: Path, ann_file: Path, run_dir: Path, images: list[Any]) -> dict[str, Any]:
-    from otxlite.app.evaluate import evaluate_ir
+    from otxlite.runtime.evaluation import evaluate_ir
     from otxlite.runtime.predictor import Predictor
 
     metrics, _ = evaluate_ir(xml, ann_file)
@@ -98,7 +100,7 @@ def _latency(predict: Any, images: list[Any]) -> dict[str, Any]:
 def benchmark(load_weights: Path, test_root: Path, output: Path | None = None, train_root: Path | None = None,
               data_options: DataOptions = DataOptions()) -> tuple[dict[str, Any], Path]:
     """Measure every form of ``load_weights`` on ``test_root``; returns the report and ``benchmark.json``."""
-    from otxlite.core.artifacts import model_labels_and_template
+    from otxlite.core.artifacts import model_record
     from otxlite.data.formats import check_folder
     from otxlite.data.prepare import convert_eval_data
 
@@ -109,7 +111,7 @@ def benchmark(load_weights: Path, test_root: Path, output: Path | None = None, t
         from otxlite.training.device import use_device
 
         use_device("cpu")
-    labels, _ = model_labels_and_template(Path(load_weights))
+    labels = model_record(Path(load_weights)).labels
     converted = convert_eval_data(Path(test_root), labels, data_options)  # before anything is exported or quantized
     run_dir = run_folder(output, "benchmark")
     subset = converted.write(run_dir / "data")

@@ -7,7 +7,6 @@ score x mask, the maximum per class), from an IR with OpenVINO alone or from a `
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -15,10 +14,9 @@ from typing import Callable
 import numpy as np
 
 from otxlite.core.console import console, err_console
-from otxlite.core.fileio import atomic_path
-from otxlite.core.images import read_image, write_image
+from otxlite.core.images import read_image
 from otxlite.runtime.images import list_inputs
-from otxlite.runtime.saliency import class_saliency, overlay
+from otxlite.runtime.saliency import save_saliency
 from otxlite.core.model_files import ModelKind, model_kind
 from otxlite.core.runs import run_folder
 
@@ -52,10 +50,10 @@ def explain(load_weights: Path, source: str, output: Path | None = None) -> Expl
     if model_kind(load_weights) is ModelKind.OPENVINO:
         detect, labels = ir_detector(Path(load_weights))
     else:
-        from otxlite.core.artifacts import load_weights as read_weights
+        from otxlite.core.artifacts import weights_record
         from otxlite.training.inference import pytorch_detector
 
-        detect, labels = pytorch_detector(Path(load_weights)), read_weights(Path(load_weights))["labels"]
+        detect, labels = pytorch_detector(Path(load_weights)), weights_record(Path(load_weights)).labels
     images, skipped = list_inputs(source)
     folder = run_folder(output, "explain") / "saliency"
     folder.mkdir(parents=True, exist_ok=True)
@@ -72,15 +70,3 @@ def explain(load_weights: Path, source: str, output: Path | None = None) -> Expl
             save_saliency(folder, path.stem, image, *detect(image), labels)
             done += 1
     return ExplainResult(folder, done, skipped)
-
-
-def save_saliency(folder: Path, stem: str, image: np.ndarray, masks: np.ndarray, scores: np.ndarray,
-                  labels_found: np.ndarray, labels: list[str]) -> None:
-    """Write ``<stem>.npy`` (every class) and ``<stem>_<class>.png`` (each class detected) into ``folder``."""
-    maps = class_saliency(masks, scores, labels_found, len(labels), image.shape[:2])
-    with atomic_path(folder / f"{stem}.npy") as tmp:
-        np.save(tmp, maps)
-    for index in np.unique(labels_found):
-        safe = re.sub(r"[^\w.-]+", "_", labels[int(index)])
-        with atomic_path(folder / f"{stem}_{safe}.png") as tmp:
-            write_image(tmp, overlay(image, maps[int(index)]))

@@ -9,7 +9,7 @@ from typing import Any, Iterator
 
 from otxlite.core.console import console, err_console
 from otxlite.core.fileio import atomic_path, write_json_atomic, write_text_atomic
-from otxlite.app.export import openvino_model
+from otxlite.export.pipeline import openvino_model
 from otxlite.core.model_files import model_kind
 from otxlite.core.runs import run_folder, run_folder_lock
 
@@ -40,10 +40,10 @@ def predict(load_weights: Path, source: str, output: Path | None = None, confide
     ``explain``, also write saliency maps (as ``otxlite explain``: from every detection) into ``saliency/``."""
     from rich.progress import Progress
 
-    from otxlite.app.explain import save_saliency
     from otxlite.core.images import read_image, write_image
     from otxlite.runtime.images import list_inputs
     from otxlite.runtime.predictor import Prediction, Predictor
+    from otxlite.runtime.saliency import save_saliency
     from otxlite.runtime.schema import to_azureml
     from otxlite.report.visualize import draw_instances
 

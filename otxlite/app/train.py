@@ -78,7 +78,7 @@ def train(
     runner besides otxlite's own; ``validate=False`` trains without a validation loop. ``device``: auto, cuda
     or cpu (``otxlite.training.device.use_device``), checked once the template and ``params`` are valid."""
     chosen = load_template(template)
-    hyper_parameters = apply_overrides(chosen.hyper_parameters, params or [], chosen.input_size_multiple)
+    hyper_parameters = apply_overrides(chosen.hyper_parameters, params or [], chosen.family.input_size_multiple)
     from otxlite.training.device import check_precision, use_device
 
     check_precision(hyper_parameters["learning_parameters"].get("precision", "auto"), use_device(device) == "cuda")
@@ -123,9 +123,10 @@ def train(
                           "tiles the whole validation images and merges, as eval, predict and serve do.")
 
         from otxlite.training.checkpoint import trusted_mmengine_checkpoints
-        from otxlite.training.config import build_runner_config, load_model_config, pretrained_checkpoints
+        from otxlite.training.config import (build_runner_config, fixed_threshold, load_model_config, model_record,
+                                             pretrained_checkpoints)
         from otxlite.training.pretrained import RANDOM, choose_pretrained_start
-        from otxlite.training.recipes import RTMDET, describe_augmentation
+        from otxlite.training.recipes import MOSAIC_ADAMW, describe_augmentation
         from otxlite.training.runner import build_runner, sigterm_as_interrupt
 
         start = RANDOM
@@ -143,15 +144,13 @@ def train(
             load_from=resume_from or load_weights, resume=resume_from is not None, tiling=tiling,
             polygon_masks=keep_polygon_masks(data.subsets["train"].ann_file,
                                              tuple(hyper_parameters["data"]["input_size"])))
-        if chosen.recipe == RTMDET:
+        if chosen.family.recipe == MOSAIC_ADAMW:
             console.print(describe_augmentation(hyper_parameters["data"].get("augmentation", "auto"),
                                                 data.subsets["train"].stats.images))
-        post = hyper_parameters["postprocessing"]
+        threshold = fixed_threshold(hyper_parameters["postprocessing"])
+        record = model_record(chosen, hyper_parameters, data.labels, cfg.model, tiling)
         cfg.custom_hooks += [
-            dict(type="RunFolderHook", models_dir=str(models_dir), labels=data.labels,
-                 template_id=chosen.model_template_id,
-                 confidence_threshold=post["confidence_threshold"],
-                 result_based_threshold=post["result_based_confidence_threshold"]),
+            dict(type="RunFolderHook", models_dir=str(models_dir), record=record.to_dict(), fixed_threshold=threshold),
             dict(type="ResultsCsvHook", csv_path=str(run_dir / "results.csv")),
             dict(type="PlotsHook", csv_path=str(run_dir / "results.csv"), plots_dir=str(run_dir / "plots"),
                  weights_path=str(models_dir / "weights.pth"), labels=data.labels),
@@ -159,8 +158,7 @@ def train(
         ]
         if cfg.get("val_evaluator"):  # report/: the evaluation report of the validation whose model is weights.pth
             cfg.val_evaluator.update(report_dir=str(run_dir / "report"), report_kept_only=True,
-                                     confidence_threshold=None
-                                     if post["result_based_confidence_threshold"] else post["confidence_threshold"])
+                                     confidence_threshold=threshold)
         write_text_atomic(run_dir / "config.py", cfg.pretty_text)
         runner = build_runner(cfg)
         for hook in extra_hooks:
@@ -187,14 +185,14 @@ def train(
 
 def _finish(run_dir: Path, models_dir: Path) -> TrainResult:
     """Write ``performance.json`` from the best model's validation metrics."""
-    from otxlite.core.artifacts import load_weights
+    from otxlite.core.artifacts import ModelMetadata, load_weights
     from otxlite.core.coco_metrics import metrics_from_flat, performance_report
 
     weights = models_dir / "weights.pth"
     payload = load_weights(weights)
     performance = None
     if "mask_mAP" in payload["metrics"]:
-        performance = performance_report(metrics_from_flat(payload["metrics"]), payload["confidence_threshold"],
-                                         "weights.pth")
+        threshold = ModelMetadata.from_dict(payload["record"]).confidence_threshold
+        performance = performance_report(metrics_from_flat(payload["metrics"]), threshold, "weights.pth")
         write_json_atomic(run_dir / "performance.json", performance)
     return TrainResult(run_dir=run_dir, weights=weights, performance=performance)

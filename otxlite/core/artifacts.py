@@ -1,15 +1,19 @@
-"""The two artifacts otxlite hands over between verbs, each with one writer and one reader.
+"""The model record and the two artifacts that carry it between verbs, each with one writer and one reader.
+
+The model record (:class:`ModelMetadata`) is created once, at the end of training, and travels unchanged:
 
 ``weights.pth`` (written by training, read by eval, export and ``--load-weights``): tensors and plain
 Python values only, so ``torch.load(weights_only=True)`` reads it and no code runs from the file::
 
-    otxlite_format, otxlite_version, template_id, labels, confidence_threshold, metrics, state_dict,
-    config (the resolved mmengine config as a dict, with input_size [width, height]: see input_size_of)
+    otxlite_format, otxlite_version, record (the model record as a dict), metrics, state_dict,
+    config (the resolved mmengine config as a dict: how to rebuild the network)
 
 The IR's ``rt_info`` (written by export and optimize, read by every OpenVINO consumer)::
 
-    model_info/...   what OpenVINO Model API's MaskRCNNModel reads (strings, lists space-separated)
-    otxlite/...      otxlite's own keys (exact label names as JSON), optimization/... after optimize
+    model_info/...   what OpenVINO Model API reads (strings, lists space-separated)
+    otxlite/...      the record, key by key (exact label names as JSON), optimization/... after optimize
+
+Both carry the format version ``RECORD_FORMAT``; a file of another format is refused in one paragraph.
 
 Nothing here imports torch or mmengine at module level: the OpenVINO side reads IR metadata without them.
 """
@@ -26,41 +30,25 @@ from otxlite import __version__
 from otxlite.core.errors import OtxliteError
 from otxlite.core.fileio import atomic_path
 from otxlite.core.tiling import TilingSettings
+from otxlite.families import FAMILIES, family_named
+from otxlite.families.family import Family
 
-WEIGHTS_FORMAT = 2
+RECORD_FORMAT = 3  # weights.pth and rt_info; 3: the model record (family, optimization settings) in both
 MASK_THRESHOLD = 0.5  # MMDetection's mask_thr_binary / mask_thr of both model families
 EMPTY_LABEL = "otx_empty_lbl"  # label 0 of Model API's instance segmentation (it shifts ids by 1)
-DEFAULT_CONFIDENCE_THRESHOLD = 0.35  # for IRs whose model_info lacks one
 
 
-def input_size_of(config: Any) -> tuple[int, int]:
-    """The (width, height) a model was trained at, from its mmengine config (or config dict).
-
-    Configs built by otxlite carry ``input_size``; those in older ``weights.pth`` files only have it as
-    the training ``Resize`` step, which is read instead."""
-    try:
-        size = config.get("input_size") or next(
-            step["scale"] for step in config["train_dataloader"]["dataset"]["pipeline"] if step["type"] == "Resize")
-        width, height = size
-    except (AttributeError, KeyError, StopIteration, TypeError, ValueError) as err:
-        raise OtxliteError("The weights.pth config has neither input_size nor a training Resize step, so the "
-                           "input size is unknown. Use a weights.pth written by otxlite train.") from err
-    return int(width), int(height)
-
-
-def save_weights(path: Path, state_dict: dict[str, Any], config: dict[str, Any], labels: list[str],
-                 confidence_threshold: float, template_id: str, metrics: dict[str, float] | None = None) -> Path:
+def save_weights(path: Path, state_dict: dict[str, Any], config: dict[str, Any], record: "ModelMetadata",
+                 metrics: dict[str, float] | None = None) -> Path:
     """Write a self-contained ``weights.pth`` atomically."""
     import torch
 
     payload = {
-        "otxlite_format": WEIGHTS_FORMAT,
+        "otxlite_format": RECORD_FORMAT,
         "otxlite_version": __version__,
+        "record": record.to_dict(),
         "state_dict": {key: value.detach().cpu() for key, value in state_dict.items()},
         "config": config,
-        "labels": list(labels),
-        "confidence_threshold": float(confidence_threshold),
-        "template_id": template_id,
         "metrics": {key: float(value) for key, value in (metrics or {}).items()},
     }
     buffer = io.BytesIO()  # serialized first: a full disk then fails as the plain write it is, size known
@@ -68,6 +56,13 @@ def save_weights(path: Path, state_dict: dict[str, Any], config: dict[str, Any],
     with atomic_path(path, buffer.getbuffer().nbytes) as tmp:
         tmp.write_bytes(buffer.getbuffer())
     return Path(path)
+
+
+def _older_format(path: Path, written_by: Any, found: Any) -> OtxliteError:
+    return OtxliteError(
+        f"--load-weights {path}: written by otxlite {written_by or '(unknown)'} in format {found}; this otxlite "
+        f"({__version__}) reads format {RECORD_FORMAT}. Use the otxlite version that wrote it, or retrain (a "
+        "weights.pth) / export again from the weights.pth (an IR) with this version.")
 
 
 def load_weights(path: Path) -> dict[str, Any]:
@@ -85,62 +80,76 @@ def load_weights(path: Path) -> dict[str, Any]:
     if not isinstance(payload, dict) or "otxlite_format" not in payload:
         raise OtxliteError(f"--load-weights {path}: this is not an otxlite weights.pth (no otxlite metadata). "
                            "Use the models/weights.pth of an otxlite training run.")
-    if payload["otxlite_format"] != WEIGHTS_FORMAT:
-        raise OtxliteError(
-            f"--load-weights {path}: written by otxlite {payload.get('otxlite_version')} in format "
-            f"{payload['otxlite_format']}; this otxlite ({__version__}) reads format {WEIGHTS_FORMAT}. "
-            "Use the otxlite version that trained it, or retrain."
-        )
+    if payload["otxlite_format"] != RECORD_FORMAT:
+        raise _older_format(path, payload.get("otxlite_version"), payload["otxlite_format"])
     return payload
 
 
-def is_tiled(path: Path) -> bool:
-    """True if the ``weights.pth`` at ``path`` was trained on tiles (and so infers on tiles)."""
-    return TilingSettings.from_dict(load_weights(path)["config"].get("otxlite_tiling")) is not None
-
-
-MOVED_MODULES = {"otxlite.engine.registry": "otxlite.training.registry"}  # in weights.pth files of older otxlite
+def weights_record(path: Path) -> "ModelMetadata":
+    """The model record of the ``weights.pth`` at ``path``."""
+    return ModelMetadata.from_dict(load_weights(path)["record"])
 
 
 def weights_config(payload: dict[str, Any]) -> Any:
-    """The mmengine Config stored in a loaded ``weights.pth`` (its ``custom_imports`` under today's names)."""
+    """The mmengine Config stored in a loaded ``weights.pth``: how to rebuild the network."""
     from mmengine.config import Config
 
-    config = Config(payload["config"])
-    if "custom_imports" in config:
-        imports = config.custom_imports.get("imports", [])
-        config.custom_imports["imports"] = [MOVED_MODULES.get(name, name) for name in imports]
-    return config
+    return Config(payload["config"])
 
 
 @dataclass(frozen=True)
 class ModelMetadata:
-    """Everything a consumer of an otxlite IR needs to know beyond its graph."""
+    """The model record: everything a consumer of an otxlite model needs to know beyond its weights or graph."""
 
+    family: str  # a name in otxlite.families.FAMILIES: how the masks come out
     labels: list[str]
     input_size: tuple[int, int]  # (width, height)
     confidence_threshold: float
-    mask_layout: str  # "roi": per-box masks (Mask R-CNN); "image": whole-image masks (SOLOv2, RTMDet-Ins)
-    model_type: str = ""
-    box_source: str = "model"  # "model": the boxes output; "masks": tight boxes around the masks (SOLOv2)
-    mask_values: str = "probabilities"  # or "logits" (RTMDet-Ins: resized as logits, as MMDetection does)
     iou_threshold: float = 0.5
     mask_threshold: float = MASK_THRESHOLD
-    precision: str = "FP32"
     template_id: str = ""
-    otxlite_version: str = __version__
-    optimization: dict[str, str] = field(default_factory=dict)  # after `otxlite optimize`
     tiling: TilingSettings | None = None  # trained on tiles: infer on the whole image plus tiles
+    optimization_settings: dict[str, Any] = field(default_factory=dict)  # subset_size, preset, max_accuracy_drop
+    precision: str = "FP32"
+    optimization: dict[str, str] = field(default_factory=dict)  # what `otxlite optimize` did
+    otxlite_version: str = __version__
+
+    @property
+    def model_family(self) -> Family:
+        return family_named(self.family)
+
+    @property
+    def mask_layout(self) -> str:
+        return self.model_family.mask_layout
+
+    @property
+    def box_source(self) -> str:
+        return self.model_family.box_source
+
+    @property
+    def mask_values(self) -> str:
+        return self.model_family.mask_values
 
     def quantized(self, optimization: dict[str, str]) -> "ModelMetadata":
-        """The metadata of this model's INT8 version."""
+        """The record of this model's INT8 version."""
         return replace(self, precision="INT8", optimization=dict(optimization), otxlite_version=__version__)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain Python values (what ``weights.pth`` stores)."""
+        values = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        return values | {"labels": list(self.labels), "input_size": list(self.input_size),
+                         "tiling": None if self.tiling is None else self.tiling.to_dict()}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "ModelMetadata":
+        return cls(**(values | {"input_size": tuple(values["input_size"]),
+                                "tiling": TilingSettings.from_dict(values.get("tiling"))}))
 
 
 def write_metadata(model: Any, metadata: ModelMetadata) -> None:
-    """Write ``metadata`` into an ``openvino.Model``'s ``rt_info`` (Model API's and otxlite's sections)."""
+    """Write the model record into an ``openvino.Model``'s ``rt_info`` (Model API's and otxlite's sections)."""
     model_info = {
-        "model_type": "MaskRCNN",  # SOLOv2 too: its box is the whole input, where Model API pastes its mask
+        "model_type": metadata.model_family.model_api_type,
         "task_type": "instance_segmentation",
         "labels": " ".join([EMPTY_LABEL, *(name.replace(" ", "_") for name in metadata.labels)]),
         "label_ids": " ".join(["None", *(str(i) for i in range(len(metadata.labels)))]),
@@ -153,16 +162,19 @@ def write_metadata(model: Any, metadata: ModelMetadata) -> None:
         "pad_value": "0",
     }
     otxlite = {
+        "format": str(RECORD_FORMAT),
         "version": metadata.otxlite_version,
         "template_id": metadata.template_id,
-        "model_type": metadata.model_type,
+        "family": metadata.family,
         "labels": json.dumps(metadata.labels),
         "input_size": f"{metadata.input_size[0]} {metadata.input_size[1]}",
+        # the family's mask contract, spelled out for consumers that do not know otxlite's families
         "mask_layout": metadata.mask_layout,
         "box_source": metadata.box_source,
         "mask_values": metadata.mask_values,
         "mask_threshold": str(metadata.mask_threshold),
         "precision": metadata.precision,
+        "optimization_settings": json.dumps(metadata.optimization_settings),
     }
     for key, value in model_info.items():
         model.set_rt_info(value, ["model_info", key])
@@ -186,17 +198,15 @@ def _rt(model: Any, *path: str) -> str | None:
     return value.astype(str) if hasattr(value, "astype") else str(value)
 
 
-def model_labels_and_template(path: Path) -> tuple[list[str], str]:
-    """The labels and template id of a ``weights.pth`` or an IR (read, not compiled): what a verb needs to import
-    its data before any heavy work."""
+def model_record(path: Path) -> ModelMetadata:
+    """The model record of a ``weights.pth`` or an IR (read, not compiled): what a verb needs to know before any
+    heavy work (labels to import data with, the optimization settings)."""
     path = Path(path)
     if path.suffix.lower() == ".xml":
         import openvino as ov
 
-        metadata = read_metadata(ov.Core().read_model(str(path)), path)
-        return metadata.labels, metadata.template_id
-    payload = load_weights(path)
-    return list(payload["labels"]), payload.get("template_id", "")
+        return read_metadata(ov.Core().read_model(str(path)), path)
+    return weights_record(path)
 
 
 def is_optimized(model: Any) -> bool:
@@ -205,35 +215,35 @@ def is_optimized(model: Any) -> bool:
 
 
 def read_metadata(model: Any, xml: Path) -> ModelMetadata:
-    """Read the metadata of an ``openvino.Model`` loaded from ``xml``; explain what is missing."""
-    missing = [key for key in ("labels", "input_size", "mask_layout") if _rt(model, "otxlite", key) is None]
-    if _rt(model, "model_info", "model_type") is None:
-        missing.append("model_info.model_type")
-    if missing:
+    """Read the model record of an ``openvino.Model`` loaded from ``xml``; explain what is missing."""
+    if _rt(model, "otxlite", "labels") is None:
         raise OtxliteError(
-            f"--load-weights {xml}: this IR lacks the metadata otxlite needs ({', '.join(missing)} in rt_info). "
+            f"--load-weights {xml}: this IR lacks the metadata otxlite needs (otxlite.labels in rt_info). "
             "Export it with `otxlite export`, which writes otxlite's and Model API's metadata."
         )
+    found = _rt(model, "otxlite", "format")
+    if found != str(RECORD_FORMAT):
+        raise _older_format(xml, _rt(model, "otxlite", "version"), found or "2 or older")
+    family = _rt(model, "otxlite", "family")
+    if family not in FAMILIES:
+        raise OtxliteError(f"--load-weights {xml}: the IR's model family '{family}' is unknown to this otxlite "
+                           f"({__version__}; it knows {', '.join(FAMILIES)}). Use the otxlite version that exported it.")
     width, height = (int(v) for v in _rt(model, "otxlite", "input_size").split())
     optimization = {}
     if is_optimized(model):
         optimization = {key: _rt(model, "otxlite", "optimization", key) or ""
                         for key in model.get_rt_info(["otxlite", "optimization"]).astype(dict)}
     return ModelMetadata(
+        family=family,
         labels=json.loads(_rt(model, "otxlite", "labels")),
         input_size=(width, height),
-        confidence_threshold=float(_rt(model, "model_info", "confidence_threshold") or DEFAULT_CONFIDENCE_THRESHOLD),
-        mask_layout=_rt(model, "otxlite", "mask_layout"),
-        model_type=_rt(model, "otxlite", "model_type") or "",
-        # IRs written before box_source: whole-image masks came from SOLOv2 alone, whose boxes are the input
-        box_source=_rt(model, "otxlite", "box_source") or ("masks" if _rt(model, "otxlite", "mask_layout") == "image"
-                                                           else "model"),
-        iou_threshold=float(_rt(model, "model_info", "iou_threshold") or 0.5),
-        mask_threshold=float(_rt(model, "otxlite", "mask_threshold") or MASK_THRESHOLD),
-        mask_values=_rt(model, "otxlite", "mask_values") or "probabilities",
-        precision=_rt(model, "otxlite", "precision") or "FP32",
+        confidence_threshold=float(_rt(model, "model_info", "confidence_threshold")),
+        iou_threshold=float(_rt(model, "model_info", "iou_threshold")),
+        mask_threshold=float(_rt(model, "otxlite", "mask_threshold")),
         template_id=_rt(model, "otxlite", "template_id") or "",
-        otxlite_version=_rt(model, "otxlite", "version") or "",
-        optimization=optimization,
         tiling=TilingSettings.from_dict(json.loads(_rt(model, "otxlite", "tiling") or "{}")),
+        optimization_settings=json.loads(_rt(model, "otxlite", "optimization_settings") or "{}"),
+        precision=_rt(model, "otxlite", "precision") or "FP32",
+        optimization=optimization,
+        otxlite_version=_rt(model, "otxlite", "version") or "",
     )

@@ -16,14 +16,13 @@ from typing import Any
 import yaml
 
 from otxlite.core.errors import OtxliteError
+from otxlite.families import FAMILIES, UnknownFamily, family_named
+from otxlite.families.family import STRIDE, Family
 
 TEMPLATES_ROOT = Path(__file__).resolve().parents[1] / "assets" / "templates"  # package data (top-level link: templates/)
-REQUIRED_KEYS = ("model_template_id", "name", "task_type", "model_config", "hyper_parameters")
+REQUIRED_KEYS = ("model_template_id", "name", "task_type", "family", "model_config", "hyper_parameters")
 PRECISIONS = ("auto", "fp16", "bf16", "fp32")  # auto: mixed precision (fp16) on CUDA, fp32 on the CPU
-STRIDE = 32  # the coarsest feature map of the templates that pad to it: their input sides are multiples of it
-OTX, RTMDET = "otx", "rtmdet"  # the recipes a template may name (built by otxlite.training.recipes)
-RECIPES = (OTX, RTMDET)
-AUGMENTATIONS = ("auto", "mosaic", "plain")  # data.augmentation of the rtmdet recipe
+AUGMENTATIONS = ("auto", "mosaic", "plain")  # data.augmentation of the mosaic recipe
 # Hyper-parameters every template has without listing them; a template's own value wins.
 DEFAULT_HYPER_PARAMETERS: dict[str, dict[str, Any]] = {
     "learning_parameters": {"precision": "auto"},
@@ -43,13 +42,12 @@ class Template:
     name: str
     task_type: str
     summary: str
+    family: Family  # what the model is: masks, export, INT8 scopes, recipe (otxlite.families)
     model_config: Path
     hyper_parameters: dict[str, Any] = field(default_factory=dict)
     gigaflops: float | None = None
     size: float | None = None
     coco_checkpoint: str | None = None  # COCO-pretrained detector (URL or path) the training starts from
-    recipe: str = OTX  # augmentation, optimizer and schedule (see otxlite.training.recipes)
-    input_size_multiple: int = STRIDE  # what data.input_size's sides must be a multiple of
 
     @property
     def pretrained_start(self) -> str:
@@ -88,27 +86,27 @@ def load_template_file(path: Path) -> Template:
         )
     if not isinstance(raw["hyper_parameters"], dict):
         raise OtxliteError(f"Template {path}: `hyper_parameters` must be a mapping.")
+    try:
+        family = family_named(str(raw["family"]))
+    except UnknownFamily:
+        raise OtxliteError(f"Template {path}: `family: {raw['family']}` is unknown; it must be one of "
+                           f"{', '.join(FAMILIES)} (the model family of model_config).") from None
     hyper_parameters = with_defaults(raw["hyper_parameters"])
-    input_size_multiple = int(raw.get("input_size_multiple", STRIDE))
     for key, value in flatten_keys(hyper_parameters).items():
-        check_allowed(key, value, source=f"Template {path}: hyper_parameters", input_size_multiple=input_size_multiple)
-    recipe = str(raw.get("recipe", OTX))
-    if recipe not in RECIPES:
-        raise OtxliteError(f"Template {path}: `recipe: {recipe}` is unknown; it must be one of {', '.join(RECIPES)} "
-                           "(otx: resize, flip, SGD and a plateau schedule; rtmdet: mosaic, mix-up, AdamW, cosine).")
+        check_allowed(key, value, source=f"Template {path}: hyper_parameters",
+                      input_size_multiple=family.input_size_multiple)
     return Template(
         path=path.resolve(),
         model_template_id=str(raw["model_template_id"]),
         name=str(raw["name"]),
         task_type=str(raw["task_type"]),
         summary=str(raw.get("summary", "")).strip(),
+        family=family,
         model_config=model_config,
         hyper_parameters=hyper_parameters,
         gigaflops=raw.get("gigaflops"),
         size=raw.get("size"),
         coco_checkpoint=raw.get("coco_checkpoint"),
-        recipe=recipe,
-        input_size_multiple=input_size_multiple,
     )
 
 
@@ -131,15 +129,6 @@ def load_template(reference: str) -> Template:
         f"Unknown template '{reference}'.{hint} Give a template YAML path, id or name; "
         f"`otxlite find` lists them: {', '.join(t.name for t in templates)}."
     )
-
-
-def optimization_settings(template_id: str) -> dict[str, Any]:
-    """The ``optimization`` hyper-parameters (subset_size, preset, max_accuracy_drop) of the shipped template
-    with this id; the defaults for any other model (e.g. one trained from the user's own template)."""
-    for template in list_templates():
-        if template.model_template_id == template_id:
-            return dict(template.hyper_parameters["optimization"])
-    return dict(DEFAULT_HYPER_PARAMETERS["optimization"])
 
 
 def with_defaults(hyper_parameters: dict[str, Any]) -> dict[str, Any]:
@@ -269,7 +258,7 @@ ALLOWED = {
 
 def check_allowed(key: str, value: Any, source: str = "--param", input_size_multiple: int = STRIDE) -> None:
     """Raise a one-paragraph error if ``value`` is outside the allowed values of ``key`` (see ``ALLOWED``);
-    ``input_size_multiple``: the template's rule for ``data.input_size`` (YOLACT takes any size)."""
+    ``input_size_multiple``: the rule of the template's family for ``data.input_size``."""
     allowed = ALLOWED.get(key)
     if key == "data.input_size":
         allowed = replace(allowed, multiple_of=input_size_multiple)

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from otxlite.core.templates import STRIDE
+from otxlite.families.family import STRIDE
 
 AUTO = "auto"
 AUTO_OBJECT_SHARE = 1 / 16  # auto: a typical (median) object spans this share of a tile's side ...

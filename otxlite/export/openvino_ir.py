@@ -11,22 +11,19 @@ caller that does not read ``rt_info``.)
 
 Outputs, without the batch axis (Model API 0.4.7 accepts both 2D/1D/3D and 3D/2D/4D):
 
-- ``boxes`` [N, 5] f32: x1, y1, x2, y2, score in input pixels; SOLOv2: the whole input (``box_source``
-  ``masks`` in ``rt_info``: consumers box the masks instead);
+- ``boxes`` [N, 5] f32: x1, y1, x2, y2, score in input pixels; for box-free families the whole input
+  (``box_source`` ``masks`` in ``rt_info``: consumers box the masks instead);
 - ``labels`` [N] i64: 0-based class ids (index into the label schema);
-- ``masks`` [N, h, w] f32 probabilities: ``rt_info["otxlite"]["mask_layout"]`` is ``roi`` (Mask
-  R-CNN: 28x28 per box, paste into the box) or ``image`` (over the whole input: SOLOv2 H/4 x W/4,
-  RTMDet-Ins H/8 x W/8).
+- ``masks`` [N, h, w] f32: per-box (``mask_layout`` ``roi``: paste into the box) or over the whole input
+  (``image``), probabilities or logits (``mask_values``), as the model's family declares
+  (:mod:`otxlite.families`).
 
-``rt_info["model_info"]`` is what Model API reads (strings; lists space-separated). Model API's
-``InstanceSegmentationModel`` adds 1 to every label id and indexes ``labels`` with it, so ``labels``
-starts with a placeholder (``otx_empty_lbl``, id ``None``) as OTX does; names have spaces replaced
-by ``_`` because Model API splits the list on whitespace. SOLOv2 is also ``MaskRCNN`` for Model API:
-its box is the whole input, and Model API pastes a mask into its box, which for SOLOv2 is the whole
-image. RTMDet-Ins's IR is labelled the same way, but Model API 0.4's wrappers cannot decode it: its
-``MaskRCNNModel`` would paste each whole-input mask into the detection's box (use otxlite's predictor,
-or crop the mask to the box first). ``rt_info["otxlite"]`` holds otxlite's own keys, with the exact label names as JSON; both are
-written and read by :mod:`otxlite.core.artifacts`.
+``rt_info["model_info"]`` is what Model API reads (strings; lists space-separated), with the family's
+``model_api_type``. Model API's ``InstanceSegmentationModel`` adds 1 to every label id and indexes
+``labels`` with it, so ``labels`` starts with a placeholder (``otx_empty_lbl``, id ``None``) as OTX does;
+names have spaces replaced by ``_`` because Model API splits the list on whitespace. ``rt_info["otxlite"]``
+holds the model record key by key, with the exact label names as JSON; both are written and read by
+:mod:`otxlite.core.artifacts`.
 """
 
 from __future__ import annotations
@@ -49,7 +46,7 @@ def convert_onnx(onnx_path: Path, spec: ModelSpec) -> Any:
     model = ov.convert_model(str(onnx_path))
     model = _embed_normalisation(model, spec)
     _finish_outputs(model)
-    model.set_friendly_name(f"otxlite_{spec.model_type}")
+    model.set_friendly_name(f"otxlite_{spec.family.name}")
     return model
 
 

@@ -4,9 +4,14 @@ score x mask over that class's detections (numpy and OpenCV only, so it runs bes
 from __future__ import annotations
 
 import base64
+import re
+from pathlib import Path
 
 import cv2
 import numpy as np
+
+from otxlite.core.fileio import atomic_path
+from otxlite.core.images import write_image
 
 
 def class_saliency(masks: np.ndarray, scores: np.ndarray, labels: np.ndarray, num_classes: int,
@@ -29,3 +34,15 @@ def saliency_pngs(maps: np.ndarray, labels: list[str]) -> list[dict[str, str]]:
     """``[{label, png}]``: each class's map (uint8 [H, W]) as a base64 grayscale PNG, in label order."""
     return [{"label": label, "png": base64.b64encode(cv2.imencode(".png", saliency)[1].tobytes()).decode()}
             for label, saliency in zip(labels, maps)]
+
+
+def save_saliency(folder: Path, stem: str, image: np.ndarray, masks: np.ndarray, scores: np.ndarray,
+                  labels_found: np.ndarray, labels: list[str]) -> None:
+    """Write ``<stem>.npy`` (every class) and ``<stem>_<class>.png`` (each class detected) into ``folder``."""
+    maps = class_saliency(masks, scores, labels_found, len(labels), image.shape[:2])
+    with atomic_path(folder / f"{stem}.npy") as tmp:
+        np.save(tmp, maps)
+    for index in np.unique(labels_found):
+        safe = re.sub(r"[^\w.-]+", "_", labels[int(index)])
+        with atomic_path(folder / f"{stem}_{safe}.png") as tmp:
+            write_image(tmp, overlay(image, maps[int(index)]))

@@ -8,9 +8,8 @@ uvicorn, httpx and the standard library: never torch, mmcv or mmdet.
 Modules: ``settings`` (limits), ``schemas`` (request/response models = the OpenAPI document), ``guard`` (API key and
 body size, before a body is read), ``inputs`` (base64 / URL -> checked image bytes), ``fetch`` (URL download that
 refuses private addresses), ``scoring`` (decode -> async inference -> AzureML entry, per image), ``service`` (model
-loading and whole requests), ``app`` (routes, error answers), ``load_client`` (server
-process and load generator for ``scripts/load_test.py`` and the tests). The verb (uvicorn, SIGTERM) is
-``otxlite.app.serve``.
+loading and whole requests), ``app`` (routes, error answers). The verb (uvicorn, SIGTERM) is ``otxlite.app.serve``;
+the load generator of the tests and ``scripts/load_test.py`` is ``tests/load_client.py``.
 """
 
 from otxlite.serve.app import create_app

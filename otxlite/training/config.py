@@ -17,11 +17,11 @@ from typing import Any
 
 from mmengine.config import Config
 
-from otxlite.core.artifacts import input_size_of
+from otxlite.core.artifacts import ModelMetadata
 from otxlite.training.device import cuda_settings
 from otxlite.training.pretrained import COCO, IMAGENET, RANDOM
 from otxlite.training.tiled_validation import tiled_loop_config
-from otxlite.training.recipes import (RTMDET, cosine_decay, optimizer, recipe_hooks, test_pipeline, train_pipeline,
+from otxlite.training.recipes import (MOSAIC_ADAMW, cosine_decay, optimizer, recipe_hooks, test_pipeline, train_pipeline,
                                     uses_mosaic, whole_image_pipeline)
 from otxlite.core.errors import OtxliteError
 from otxlite.core.templates import Template
@@ -243,7 +243,7 @@ def build_runner_config(
     model, imports = load_model_config(template, len(labels))
     apply_pretrained_start(model, pretrained_start, template.coco_checkpoint)
     size = (int(input_size[0]), int(input_size[1]))
-    recipe = template.recipe
+    recipe = template.family.recipe
     mosaic = uses_mosaic(recipe, hyper_parameters["data"].get("augmentation", "auto"), num_train_images)
     workers = int(learning["num_workers"])
     batch = int(learning["batch_size"])
@@ -255,7 +255,7 @@ def build_runner_config(
     if learning["learning_rate_warmup_iters"] > 0:
         schedulers.append(dict(type="LinearLR", start_factor=0.001, by_epoch=False, begin=0,
                                end=int(learning["learning_rate_warmup_iters"])))
-    if recipe == RTMDET:
+    if recipe == MOSAIC_ADAMW:
         schedulers += cosine_decay(float(learning["learning_rate"]), epochs)
     if learning.get("enable_reduce_lr_on_plateau", True) and val_ann is not None and schedule.lazy_begin < epochs:
         schedulers.append(dict(type="ReduceOnPlateauLR", monitor=MONITOR, rule="greater", factor=0.1,
@@ -307,12 +307,9 @@ def build_runner_config(
         vis_backends=[dict(type="LocalVisBackend")],
         visualizer=dict(type="DetLocalVisualizer", vis_backends=[dict(type="LocalVisBackend")], name="visualizer"),
         randomness=dict(seed=0),
-        input_size=[int(v) for v in input_size],  # (width, height): stored in weights.pth, read by export
         load_from=str(load_from) if load_from else None,
         resume=resume,
     )
-    if tiling is not None:  # weights.pth carries it to export, eval and predict
-        cfg["otxlite_tiling"] = tiling.to_dict()
     if val_ann is not None:
         cfg.update(
             val_dataloader=dataloader(val_ann, labels, test_pipeline(size) if tiling is None else whole_image_pipeline(),
@@ -324,16 +321,43 @@ def build_runner_config(
     return Config(cfg)
 
 
-def build_test_config(train_config: Config, ann_file: Path, labels: list[str], work_dir: Path) -> Config:
-    """A config that evaluates ``train_config``'s model on ``ann_file`` (used by ``otxlite eval``); a model
-    trained on tiles is tested on whole images, tiled and merged as the runtime does."""
+def fixed_threshold(postprocessing: dict[str, Any]) -> float | None:
+    """The confidence threshold saved with the model: the template's ``confidence_threshold``, or None where
+    ``result_based_confidence_threshold`` keeps the F1-optimal threshold of the validation that chose the model."""
+    if postprocessing["result_based_confidence_threshold"]:
+        return None
+    return float(postprocessing["confidence_threshold"])
+
+
+def model_record(template: Template, hyper_parameters: dict[str, Any], labels: list[str], model: Any,
+                 tiling: TilingSettings | None) -> ModelMetadata:
+    """The model record of a training run (``model``: the run's model config); saved in every ``weights.pth``
+    with the confidence threshold of its validation, then copied unchanged into the IR."""
+    test_cfg = model.get("test_cfg") or {}
+    final = test_cfg.get("rcnn", test_cfg)  # two-stage models: the RoI head's settings
+    width, height = hyper_parameters["data"]["input_size"]
+    return ModelMetadata(
+        family=template.family.name,
+        labels=list(labels),
+        input_size=(int(width), int(height)),
+        confidence_threshold=float(hyper_parameters["postprocessing"]["confidence_threshold"]),
+        iou_threshold=float(final.get("nms", {}).get("iou_threshold", 0.5)),
+        template_id=template.model_template_id,
+        tiling=tiling,
+        optimization_settings=dict(hyper_parameters["optimization"]),
+    )
+
+
+def build_test_config(train_config: Config, record: ModelMetadata, ann_file: Path, work_dir: Path) -> Config:
+    """A config that evaluates ``train_config``'s model (whose record is ``record``) on ``ann_file`` (used by
+    ``otxlite eval``); a model trained on tiles is tested on whole images, tiled and merged as the runtime does."""
     cfg = copy.deepcopy(train_config)
     cfg.work_dir = str(work_dir)
-    tiling = TilingSettings.from_dict(cfg.get("otxlite_tiling"))
-    pipeline = test_pipeline(input_size_of(cfg)) if tiling is None else whole_image_pipeline()
-    cfg.test_dataloader = dataloader(ann_file, labels, pipeline, 1, 0, shuffle=False)
-    cfg.test_cfg = dict(type="TestLoop") if tiling is None else tiled_loop_config("test", tiling, input_size_of(cfg))
-    cfg.test_evaluator = dict(type="InstanceSegMetric", ann_file=str(ann_file), labels=labels)
+    tiling = record.tiling
+    pipeline = test_pipeline(record.input_size) if tiling is None else whole_image_pipeline()
+    cfg.test_dataloader = dataloader(ann_file, record.labels, pipeline, 1, 0, shuffle=False)
+    cfg.test_cfg = dict(type="TestLoop") if tiling is None else tiled_loop_config("test", tiling, record.input_size)
+    cfg.test_evaluator = dict(type="InstanceSegMetric", ann_file=str(ann_file), labels=record.labels)
     cfg.custom_hooks = []
     cfg.load_from = None
     cfg.resume = False

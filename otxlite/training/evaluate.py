@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from otxlite.core.artifacts import load_weights, weights_config
+from otxlite.core.artifacts import ModelMetadata, load_weights, weights_config
 from otxlite.training.config import build_test_config
 from otxlite.training.runner import build_runner
 from otxlite.core.coco_metrics import metrics_from_flat
@@ -16,13 +16,13 @@ def evaluate_weights(weights: Path, ann_file: Path, run_dir: Path,
     """COCO metrics of ``weights`` on a prepared COCO file (``otxlite.data.prepare``), and the model's confidence
     threshold; with ``report_dir``, the evaluation report (``otxlite.report.model_report``)."""
     payload = load_weights(weights)
-    labels = payload["labels"]
-    cfg = build_test_config(weights_config(payload), ann_file, labels, run_dir / "logs")
+    record = ModelMetadata.from_dict(payload["record"])
+    cfg = build_test_config(weights_config(payload), record, ann_file, run_dir / "logs")
     cfg.load_from = str(weights)
     if report_dir is not None:
-        cfg.test_evaluator.update(report_dir=str(report_dir), confidence_threshold=payload["confidence_threshold"])
+        cfg.test_evaluator.update(report_dir=str(report_dir), confidence_threshold=record.confidence_threshold)
     cfg.custom_hooks = [dict(type="ProgressHook")]
     runner = build_runner(cfg)
     flat = runner.test()
     return metrics_from_flat({key.removeprefix("coco/"): value for key, value in flat.items()}), \
-        payload["confidence_threshold"]
+        record.confidence_threshold

@@ -22,6 +22,7 @@ import csv
 import io
 import math
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ from mmengine.dist import is_main_process
 from mmengine.hooks import EarlyStoppingHook, Hook
 
 from otxlite.training.batchnorm import recompute_batchnorm_statistics
-from otxlite.core.artifacts import save_weights
+from otxlite.core.artifacts import ModelMetadata, save_weights
 from otxlite.training.config import MONITOR
 from otxlite.core.fileio import atomic_path, write_text_atomic
 from otxlite.core.images import read_image, write_image
@@ -84,17 +85,16 @@ class LazyEarlyStoppingHook(EarlyStoppingHook):
 
 @HOOKS.register_module()
 class RunFolderHook(Hook):
-    """Writes ``models/last.pth`` every epoch and ``models/weights.pth`` for the best validation mask mAP."""
+    """Writes ``models/last.pth`` every epoch and ``models/weights.pth`` for the best validation mask mAP, with
+    the model record (``record``: a ``ModelMetadata`` as a dict) whose confidence threshold follows
+    ``fixed_threshold`` (see ``saved_threshold``)."""
 
     priority = 48
 
-    def __init__(self, models_dir: str, labels: list[str], template_id: str, confidence_threshold: float,
-                 result_based_threshold: bool) -> None:
+    def __init__(self, models_dir: str, record: dict[str, Any], fixed_threshold: float | None) -> None:
         self.models_dir = Path(models_dir)
-        self.labels = labels
-        self.template_id = template_id
-        self.confidence_threshold = confidence_threshold
-        self.result_based_threshold = result_based_threshold
+        self.record = ModelMetadata.from_dict(record)
+        self.fixed_threshold = fixed_threshold
         self.best = -math.inf
         self.last_saved = -math.inf
 
@@ -121,12 +121,12 @@ class RunFolderHook(Hook):
     def _save_weights(self, runner: Any, metrics: dict[str, float]) -> None:
         if not is_main_process():
             return
-        threshold = self.confidence_threshold
-        if self.result_based_threshold and "coco/best_confidence_threshold" in metrics:
-            threshold = metrics["coco/best_confidence_threshold"]
+        threshold = self.record.confidence_threshold
+        if self.fixed_threshold is None and "coco/best_confidence_threshold" in metrics:
+            threshold = float(metrics["coco/best_confidence_threshold"])
         model = _unwrap(runner.model)
-        save_weights(self.models_dir / "weights.pth", model.state_dict(), runner.cfg.to_dict(), self.labels,
-                     threshold, self.template_id,
+        save_weights(self.models_dir / "weights.pth", model.state_dict(), runner.cfg.to_dict(),
+                     replace(self.record, confidence_threshold=threshold),
                      {k.removeprefix("coco/"): v for k, v in metrics.items() if isinstance(v, (int, float))}
                      | {"epoch": runner.epoch})
 

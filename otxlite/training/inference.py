@@ -10,7 +10,7 @@ from typing import Any, Callable
 import cv2
 import numpy as np
 
-from otxlite.core.artifacts import input_size_of, load_weights, weights_config
+from otxlite.core.artifacts import ModelMetadata, load_weights, weights_config
 from otxlite.core.tiling import TilingSettings, merge, pieces_of, tile_windows
 
 Detections = tuple[np.ndarray, np.ndarray, np.ndarray]  # masks [N, H, W] bool, scores [N], labels [N]
@@ -64,16 +64,16 @@ def pytorch_detector(weights: Path) -> Callable[[np.ndarray], Detections]:
     from mmengine.utils import import_modules_from_strings
 
     payload = load_weights(Path(weights))
+    record = ModelMetadata.from_dict(payload["record"])
     cfg = weights_config(payload)
     register_all_modules()
     import_modules_from_strings(cfg.get("custom_imports", {}).get("imports", []))
     model = MODELS.build(cfg.model)
     model.load_state_dict(payload["state_dict"])
     model.eval()
-    detect = model_detector(model, input_size_of(cfg))
-    tiling = TilingSettings.from_dict(cfg.get("otxlite_tiling"))
-    if tiling is not None:
-        detect = tiled_detector(detect, tiling)
+    detect = model_detector(model, record.input_size)
+    if record.tiling is not None:
+        detect = tiled_detector(detect, record.tiling)
 
     def masks_scores_labels(image: np.ndarray) -> Detections:
         _, scores, labels, masks = detect(image)

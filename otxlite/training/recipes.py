@@ -1,10 +1,10 @@
 """Training recipes: the augmentation, optimizer and learning-rate schedule a template trains with.
 
-A template names its recipe (``recipe:``, default ``otx``):
+A model family names its recipe (``otxlite.families``; ``sgd_plateau`` unless it says otherwise):
 
-- ``otx``: OTX's instance-segmentation recipe for Mask R-CNN and SOLOv2: resize + flip, SGD with
+- ``sgd_plateau``: OTX's instance-segmentation recipe: resize + flip, SGD with
   momentum, linear warmup, then ReduceLROnPlateau on validation mask mAP.
-- ``rtmdet``: MMDetection's RTMDet-Ins recipe, scaled to the run: cached mosaic and mix-up over
+- ``mosaic_adamw``: MMDetection's real-time (RTMDet) recipe, scaled to the run: cached mosaic and mix-up over
   random-scale crops with HSV jitter, then, for the last epochs, the deployment's own resize (the
   "stage 2" of MMDetection, which there keeps the aspect ratio; otxlite deploys with a plain resize and
   ends on exactly that); AdamW without weight decay on norms and biases; linear warmup, the base
@@ -28,7 +28,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from otxlite.core.templates import RTMDET
+from otxlite.families.family import MOSAIC_ADAMW
+
 PAD_VALUE = 114  # grey of RTMDet's mosaic, crop and mix-up padding
 STAGE2_FRACTION = 20 / 300  # MMDetection: the last 20 of 300 epochs without mosaic and mix-up
 COSINE_FLOOR = 0.05  # the cosine decay ends at this fraction of the base learning rate
@@ -87,7 +88,7 @@ def stage2_epochs(epochs: int) -> int:
 
 def uses_mosaic(recipe: str, augmentation: str, num_train_images: int) -> bool:
     """Whether the run starts with mosaic and mix-up (see the module docstring)."""
-    if recipe != RTMDET or augmentation == "plain":
+    if recipe != MOSAIC_ADAMW or augmentation == "plain":
         return False
     return augmentation == "mosaic" or num_train_images >= MOSAIC_MIN_IMAGES
 
@@ -96,7 +97,7 @@ def describe_augmentation(augmentation: str, num_train_images: int) -> str:
     """One line for the console: which first stage an RTMDet run trains with, and why."""
     if augmentation != "auto":
         return f"Augmentation: {augmentation} (data.augmentation={augmentation})."
-    if uses_mosaic(RTMDET, augmentation, num_train_images):
+    if uses_mosaic(MOSAIC_ADAMW, augmentation, num_train_images):
         return f"Augmentation: mosaic and mix-up ({num_train_images} training images >= {MOSAIC_MIN_IMAGES})."
     return (f"Augmentation: plain resize, colour jitter and flip ({num_train_images} training images < "
             f"{MOSAIC_MIN_IMAGES}; --param data.augmentation=mosaic to mix them anyway).")
@@ -106,7 +107,7 @@ def train_pipeline(recipe: str, input_size: tuple[int, int], mosaic: bool, polyg
     """The training pipeline the run starts with (``polygons``: every training mask is a polygon)."""
     if mosaic:
         return _mosaic_train_pipeline(input_size, polygons)
-    return _plain_train_pipeline(input_size, color_jitter=recipe == RTMDET, polygons=polygons)
+    return _plain_train_pipeline(input_size, color_jitter=recipe == MOSAIC_ADAMW, polygons=polygons)
 
 
 def recipe_hooks(input_size: tuple[int, int], epochs: int, mosaic: bool, polygons: bool) -> list[dict[str, Any]]:
@@ -119,7 +120,7 @@ def recipe_hooks(input_size: tuple[int, int], epochs: int, mosaic: bool, polygon
 
 def optimizer(recipe: str, learning_rate: float) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """The optimizer config and its ``paramwise_cfg`` (None: one setting for every parameter)."""
-    if recipe == RTMDET:
+    if recipe == MOSAIC_ADAMW:
         return (dict(type="AdamW", lr=learning_rate, weight_decay=0.05),
                 dict(norm_decay_mult=0.0, bias_decay_mult=0.0, bypass_duplicate=True))
     return dict(type="SGD", lr=learning_rate, momentum=0.9, weight_decay=1e-4), None

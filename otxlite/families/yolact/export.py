@@ -15,7 +15,8 @@ trace to a static graph:
 
 from __future__ import annotations
 
-from typing import Any
+from contextlib import nullcontext
+from typing import Any, ContextManager
 
 import torch
 from mmdeploy.core import FUNCTION_REWRITER
@@ -89,3 +90,8 @@ def yolact_protonet__predict__openvino(self: Any, x: tuple[torch.Tensor, ...], b
     inside = ((columns >= low[:, None, 0:1]) & (columns < high[:, None, 0:1])
               & (rows >= low[:, None, 1:2]) & (rows < high[:, None, 1:2]))  # [N, h, w]
     return dets, labels, masks * inside[None].to(masks.dtype)
+
+
+def tracing(config: Any, input_size: tuple[int, int]) -> ContextManager[None]:
+    """Nothing to switch while tracing: the rewrites above registered themselves when this module was imported."""
+    return nullcontext()

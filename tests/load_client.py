@@ -1,6 +1,6 @@
 """Load testing ``otxlite serve``: a local server process and N concurrent clients sending ``/score`` requests.
 
-Used by ``scripts/load_test.py`` (FP32 vs INT8 comparisons) and by the test suite.
+Used by the test suite and by ``scripts/load_test.py`` (FP32 vs INT8 comparisons); not part of the package.
 """
 
 from __future__ import annotations

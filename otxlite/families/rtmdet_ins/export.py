@@ -14,7 +14,8 @@ Registering for the ``openvino`` backend makes mmdeploy choose this rewrite over
 
 from __future__ import annotations
 
-from typing import Any
+from contextlib import nullcontext
+from typing import Any, ContextManager
 
 import torch
 from mmdeploy.codebase.mmdet import get_post_processing_params
@@ -72,3 +73,8 @@ def rtmdet_ins_head__predict_by_feat__openvino(self: Any, cls_scores: list[torch
     rows = torch.arange(boxes.shape[0], device=boxes.device).view(-1, 1)
     kept_priors = priors[None].expand(boxes.shape[0], -1, -1)[rows, index]
     return dets, labels, _mask_logits(self, mask_feat, kernels[rows, index], kept_priors)
+
+
+def tracing(config: Any, input_size: tuple[int, int]) -> ContextManager[None]:
+    """Nothing to switch while tracing: the rewrites above registered themselves when this module was imported."""
+    return nullcontext()

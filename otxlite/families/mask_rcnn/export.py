@@ -1,4 +1,4 @@
-"""Make mmdeploy's RPN NMS level-aware, as MMDetection's is.
+"""Mask R-CNN's export: mmdeploy's RPN NMS made level-aware, as MMDetection's is.
 
 MMDetection's ``RPNHead`` runs NMS per feature level (``batched_nms`` with the level as the class), so a
 large proposal from a coarse level never suppresses a small one from a fine level. mmdeploy 1.3.1's
@@ -13,8 +13,26 @@ The rewrite takes the top ``min(nms_pre, boxes of the level)`` boxes of every le
 
 from __future__ import annotations
 
+import copy
+import math
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any, ContextManager, Iterator
+
+
+def tracing(config: Any, input_size: tuple[int, int]) -> ContextManager[None]:
+    """While mmdeploy traces the model: level-aware RPN NMS over as many boxes per level as the model's RPN
+    keeps at ``input_size`` (width, height)."""
+    from mmdet.registry import TASK_UTILS
+
+    model = config.model
+    anchors = TASK_UTILS.build(copy.deepcopy(model.rpn_head.anchor_generator))
+    nms_pre = int(model.test_cfg.rpn.get("nms_pre", -1))
+    width, height = input_size
+    sizes = []
+    for per_location, (stride_x, stride_y) in zip(anchors.num_base_priors, anchors.strides):
+        boxes = math.ceil(height / stride_y) * math.ceil(width / stride_x) * per_location
+        sizes.append(min(boxes, nms_pre) if nms_pre > 0 else boxes)
+    return level_aware_rpn_nms(sizes, input_size)
 
 
 @contextmanager

@@ -1,0 +1,1 @@
+"""INT8 post-training quantization of otxlite IRs with NNCF (used by ``otxlite optimize`` and ``benchmark``)."""
