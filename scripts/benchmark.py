@@ -66,7 +66,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import resource
 import shutil
@@ -82,7 +81,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from otxlite.core.fileio import write_json_atomic, write_text_atomic  # noqa: E402
-from otxlite.core.measure import cpu_model_and_flags, spread, time_calls  # noqa: E402
+from otxlite.core.measure import machine_info, spread, time_calls, usable_cores  # noqa: E402
 
 sys.path.insert(0, str(REPO / "scripts"))
 from benchmark_peers import PEERS  # noqa: E402
@@ -103,10 +102,6 @@ TARGETS = dict(openvino_vs_pytorch=2.0, int8_vs_fp32=1.3, training_overhead=1.05
 def maxrss_mib() -> float:
     """This process's peak resident memory in MiB (Linux reports KiB)."""
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-
-
-def usable_cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def others_busy(seconds: float = 0.5) -> float | None:
@@ -444,22 +439,6 @@ def run_phase(phase: str, spec: dict[str, Any], log: Path, timeout: int) -> dict
     tail = "\n".join(text.splitlines()[-15:])
     print(f"#   {phase} failed ({code}); log: {log}", file=sys.stderr)
     return {"error": f"exit {code}; log tail:\n{tail}"}
-
-
-def machine_info() -> dict[str, Any]:
-    """CPU, cores, ISA flags, package versions and the load average."""
-    import importlib.metadata as metadata
-
-    cpu, flags = cpu_model_and_flags()
-    versions = {}
-    for package in ("torch", "openvino", "nncf", "mmdet", "mmengine", "mmcv", "mmdeploy", "otxlite"):
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = None
-    return dict(cpu=cpu, cpu_count=os.cpu_count(), usable_cores=usable_cores(), flags=flags,
-                platform=platform.platform(), python=platform.python_version(), versions=versions,
-                load_average_at_start=[round(x, 2) for x in os.getloadavg()])
 
 
 def startup_time(runs: int = 5) -> dict[str, Any]:
@@ -858,7 +837,7 @@ def main(argv: list[str] | None = None) -> int:
     from otxlite.core.templates import list_templates, load_template
 
     templates = [load_template(name) for name in args.templates] if args.templates else list_templates()
-    info = machine_info()
+    info = machine_info(("torch", "openvino", "nncf", "mmdet", "mmengine", "mmcv", "mmdeploy", "otxlite"))
     md_path = args.output.with_suffix(".md")
     scratch = Path(tempfile.mkdtemp(prefix="otxlite-benchmark-"))
     report: dict[str, Any] = dict(machine=info, settings={k: str(v) if isinstance(v, Path) else v

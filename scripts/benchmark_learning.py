@@ -1,6 +1,6 @@
 r"""Does a model trained by otxlite learn? otxlite versus plain MMDetection on small real photos.
 
-For each real-photo set of ``scripts/real_photos.py`` (photos shipped with scikit-image, instances
+For each real-photo set of ``tests/real_photos.py`` (photos shipped with scikit-image, instances
 from classical segmentation, a validation tile kept out of training), one template is trained from
 random weights (no download: the worst case, and what runs offline) twice, each in its own process,
 with the same number of epochs, batch size and input size:
@@ -49,7 +49,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "scripts"))
+sys.path.insert(0, str(REPO / "tests"))  # the real-photo sets are the tests' fixtures
 
 from otxlite.core.fileio import atomic_path, write_json_atomic  # noqa: E402
 from real_photos import make_real_photo_dataset  # noqa: E402

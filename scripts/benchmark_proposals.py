@@ -5,7 +5,7 @@ at test time; MMDetection's default 1000, OTX's 500) is written into a copy of t
 evaluated with ``otxlite eval``'s own code (PyTorch), exported and evaluated again as an FP32 IR, which is
 also timed on the validation images (LATENCY hint, f32, the IR's own input size, median of ``--repeats``).
 
-    .venv/bin/python scripts/real_photos.py ihc /tmp/ihc
+    .venv/bin/python tests/real_photos.py ihc /tmp/ihc
     .venv/bin/otxlite train MaskRCNN-EfficientNetB2B --train-data-roots /tmp/ihc --no-pretrained \
         --param learning_parameters.num_iters=40 --param learning_parameters.batch_size=2 \
         --param data.input_size=[256,256] -o /tmp/ihc_run

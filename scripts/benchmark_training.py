@@ -68,7 +68,6 @@ import argparse
 import gc
 import json
 import os
-import platform
 import resource
 import shutil
 import statistics
@@ -83,6 +82,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from otxlite.core.fileio import write_json_atomic  # noqa: E402
+from otxlite.core.measure import machine_info  # noqa: E402
 
 MARKER = "BENCHMARK_RESULT "
 TIMED_STAGES = ("before_train_iter", "after_train_iter", "after_train_epoch", "after_train", "after_run")
@@ -233,33 +233,6 @@ def worker(spec: dict[str, Any]) -> None:
 # Driver: data, configs, subprocesses, table, JSON.
 # --------------------------------------------------------------------------------------------
 
-def machine_info() -> dict[str, Any]:
-    import importlib.metadata as metadata
-
-    import torch
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    versions = {}
-    for package in ("torch", "mmengine", "mmdet", "mmcv", "otxlite"):
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = None
-    return dict(
-        cpu=cpu, cpu_count=os.cpu_count(),
-        usable_cores=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        torch_threads=torch.get_num_threads(), platform=platform.platform(), python=platform.python_version(),
-        versions=versions, load_average_at_start=[round(x, 2) for x in os.getloadavg()],
-    )
-
-
 def prepare_dataset(root: Path, images: int, image_size: int) -> tuple[Path, Path, list[str]]:
     """The generated sample dataset and otxlite's converted train COCO file (for the plain side)."""
     from otxlite.data.prepare import prepare_training_data
@@ -407,7 +380,9 @@ def main(argv: list[str] | None = None) -> int:
     from otxlite.core.templates import list_templates, load_template
 
     templates = [load_template(name) for name in args.templates] if args.templates else list_templates()
-    info = machine_info()
+    import torch
+
+    info = machine_info(("torch", "mmengine", "mmdet", "mmcv", "otxlite")) | {"torch_threads": torch.get_num_threads()}
     _, train_ann, labels = prepare_dataset(args.data, args.images, args.image_size)
     data_root = args.data / f"sample_{args.images}x{args.image_size}" / "dataset"
     scratch = Path(tempfile.mkdtemp(prefix="otxlite-bench-"))

@@ -3,7 +3,6 @@ model trained on a real photo (coins) that has learned."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import sys
@@ -94,14 +93,11 @@ def half_precision_ir(trained_run, tmp_path_factory: pytest.TempPathFactory) -> 
 
 @pytest.fixture(scope="session")
 def coins(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The ``coins`` real-photo set of ``scripts/real_photos.py`` (train tiles + a held-out val tile)."""
+    """The ``coins`` real-photo set of ``tests/real_photos.py`` (train tiles + a held-out val tile)."""
     pytest.importorskip("skimage")
-    script = Path(__file__).resolve().parents[1] / "scripts" / "real_photos.py"
-    spec = importlib.util.spec_from_file_location("real_photos", script)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclass looks its module up there
-    spec.loader.exec_module(module)
-    return module.make_real_photo_dataset("coins", tmp_path_factory.mktemp("coins"))
+    from real_photos import make_real_photo_dataset
+
+    return make_real_photo_dataset("coins", tmp_path_factory.mktemp("coins"))
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,6 @@ training's loader and the OpenVINO runtime must read alike."""
 
 from __future__ import annotations
 
-import io
 import json
 import shutil
 from pathlib import Path

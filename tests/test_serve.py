@@ -26,7 +26,8 @@ import numpy as np
 import pytest
 from conftest import slow_fixture
 
-from otxlite.serve import ServeSettings, create_app
+from otxlite.serve.app import create_app
+from otxlite.serve.settings import ServeSettings
 from otxlite.serve.guard import api_key_matches
 from load_client import ServerProcess, run_load, score_body
 
@@ -615,3 +616,11 @@ def test_serving_goes_on_when_the_model_files_are_deleted_or_replaced(synthetic_
         assert c.post("/score", json=body(b64(BRIGHT))).json() == before
         health = c.get("/health").json()
         assert health["status"] == "ready" and health["model_sha256"] == loaded
+
+
+def test_predict_and_serve_share_one_threshold_rule():
+    from otxlite.runtime.thresholds import Thresholds, detection_thresholds
+
+    assert detection_thresholds(0.4, None, explain=False) == Thresholds(keep=0.4, decode=0.4)  # the model's own
+    assert detection_thresholds(0.4, 0.1, explain=False) == Thresholds(keep=0.1, decode=0.1)  # the user's
+    assert detection_thresholds(0.4, None, explain=True) == Thresholds(keep=0.4, decode=None)  # saliency: every one

@@ -17,6 +17,11 @@ from otxlite import __version__
 from otxlite.core.console import console, err_console, set_verbose
 from otxlite.data.formats import FORMATS, DataOptions
 from otxlite.core.errors import OtxliteError, resource_problem
+from otxlite.core.templates import DEFAULT_HYPER_PARAMETERS
+from otxlite.serve.settings import ServeSettings
+
+SERVE_DEFAULTS = ServeSettings()
+INT8_DEFAULTS = DEFAULT_HYPER_PARAMETERS["optimization"]
 
 app = typer.Typer(
     name="otxlite",
@@ -142,9 +147,9 @@ def optimize(
     train_data_roots: Annotated[Path, typer.Option("--train-data-roots", help="Images to calibrate on (the training data).")],
     val_data_roots: Annotated[Optional[Path], typer.Option("--val-data-roots", help="Validation data: FP32 vs INT8 comparison and performance.json.")] = None,
     output: Output = None,
-    subset_size: Annotated[Optional[int], typer.Option("--subset-size", min=1, help="Number of calibration images (default: the template's optimization.subset_size, 300).")] = None,
-    preset: Annotated[Optional[str], typer.Option("--preset", help="performance (symmetric) or mixed (asymmetric activations) (default: the template's, mixed).")] = None,
-    max_accuracy_drop: Annotated[Optional[float], typer.Option("--max-accuracy-drop", min=0.0, max=1.0, help="With --val-data-roots: the INT8 model's mask mAP (measured as `otxlite eval` does) stays within this absolute drop of the FP32 IR's; layers go back to FP32 until it does (default: the template's, 0.01).")] = None,
+    subset_size: Annotated[Optional[int], typer.Option("--subset-size", min=1, help=f"Number of calibration images (default: the template's optimization.subset_size, {INT8_DEFAULTS['subset_size']} unless it sets one).")] = None,
+    preset: Annotated[Optional[str], typer.Option("--preset", help=f"performance (symmetric) or mixed (asymmetric activations) (default: the template's, {INT8_DEFAULTS['preset']} unless it sets one).")] = None,
+    max_accuracy_drop: Annotated[Optional[float], typer.Option("--max-accuracy-drop", min=0.0, max=1.0, help=f"With --val-data-roots: the INT8 model's mask mAP (measured as `otxlite eval` does) stays within this absolute drop of the FP32 IR's; layers go back to FP32 until it does (default: the template's, {INT8_DEFAULTS['max_accuracy_drop']} unless it sets one).")] = None,
     accept_accuracy_drop: Annotated[bool, typer.Option("--accept-accuracy-drop", help="Save the INT8 model even if the bound cannot be met (default: save nothing, exit non-zero).")] = False,
     data_format: DataFormat = None,
     data_root: DataRoot = None,
@@ -239,9 +244,9 @@ def serve(
     host: Annotated[str, typer.Option("--host", help="Address to listen on; 0.0.0.0 exposes the service to the network.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=0, max=65535, help="TCP port (0: any free port).")] = 8000,
     api_key: Annotated[Optional[str], typer.Option("--api-key", envvar="OTXLITE_API_KEY", help="Require 'Authorization: Bearer KEY' on /score and /metadata (or set OTXLITE_API_KEY, which stays out of the process list).")] = None,
-    max_image_mb: Annotated[float, typer.Option("--max-image-mb", min=0.001, help="Largest encoded image, in MiB.")] = 20.0,
-    max_images: Annotated[int, typer.Option("--max-images", min=1, help="Most images per request.")] = 16,
-    max_megapixels: Annotated[float, typer.Option("--max-megapixels", min=0.001, help="Largest image by width x height, read from its header before decoding.")] = 40.0,
+    max_image_mb: Annotated[float, typer.Option("--max-image-mb", min=0.001, help="Largest encoded image, in MiB.")] = SERVE_DEFAULTS.max_image_mb,
+    max_images: Annotated[int, typer.Option("--max-images", min=1, help="Most images per request.")] = SERVE_DEFAULTS.max_images,
+    max_megapixels: Annotated[float, typer.Option("--max-megapixels", min=0.001, help="Largest image by width x height, read from its header before decoding.")] = SERVE_DEFAULTS.max_megapixels,
     allow_urls: Annotated[bool, typer.Option("--allow-urls", help="Accept http(s) image URLs (fetched with a timeout and size cap, never from private addresses).")] = False,
     verbose: Verbose = False,
 ) -> None:
@@ -249,7 +254,6 @@ def serve(
 
     Example: otxlite serve --load-weights runs/effnet/openvino/openvino.xml --port 8000
     """
-    from otxlite.serve import ServeSettings
     from otxlite.app.serve import serve as run_server
 
     run_server(load_weights, host, port, ServeSettings(api_key=api_key, max_image_mb=max_image_mb, max_images=max_images,

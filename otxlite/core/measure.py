@@ -3,6 +3,7 @@ benchmark`` and ``scripts/benchmark.py``)."""
 
 from __future__ import annotations
 
+import os
 import platform
 import time
 from pathlib import Path
@@ -46,3 +47,25 @@ def cpu_model_and_flags() -> tuple[str, dict[str, bool]]:
     except OSError:
         pass
     return name, {label: any(flag in flags for flag in names) for label, names in ISA_FLAGS.items()}
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity), else every core."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def machine_info(packages: tuple[str, ...]) -> dict[str, Any]:
+    """What a benchmark result must say about the machine: CPU, cores, ISA flags, the versions of ``packages``,
+    the platform and the load average when it started."""
+    import importlib.metadata as metadata
+
+    cpu, flags = cpu_model_and_flags()
+    versions = {}
+    for package in packages:
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    return dict(cpu=cpu, cpu_count=os.cpu_count(), usable_cores=usable_cores(), flags=flags,
+                platform=platform.platform(), python=platform.python_version(), versions=versions,
+                load_average_at_start=[round(x, 2) for x in os.getloadavg()])

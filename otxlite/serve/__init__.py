@@ -11,8 +11,3 @@ refuses private addresses), ``scoring`` (decode -> async inference -> AzureML en
 loading and whole requests), ``app`` (routes, error answers). The verb (uvicorn, SIGTERM) is ``otxlite.app.serve``;
 the load generator of the tests and ``scripts/load_test.py`` is ``tests/load_client.py``.
 """
-
-from otxlite.serve.app import create_app
-from otxlite.serve.settings import ServeSettings
-
-__all__ = ["ServeSettings", "create_app"]

@@ -26,6 +26,7 @@ from otxlite.core.images import decode_image
 from otxlite.runtime.predictor import Predictor
 from otxlite.runtime.saliency import class_saliency, saliency_pngs
 from otxlite.runtime.schema import to_azureml
+from otxlite.runtime.thresholds import Thresholds
 from otxlite.serve.errors import RequestError
 
 T = TypeVar("T")
@@ -49,14 +50,14 @@ class ScoringEngine:
         """``function(*args)`` in the engine's thread pool."""
         return await asyncio.get_running_loop().run_in_executor(self.executor, function, *args)
 
-    async def score(self, data: bytes, filename: str, threshold: float, max_polygon_points: int | None,
+    async def score(self, data: bytes, filename: str, thresholds: Thresholds, max_polygon_points: int | None,
                     what: str, explain: bool = False) -> dict[str, Any]:
         """The AzureML entry of one encoded image (its header already checked); with ``explain``, plus
         ``saliency_maps``."""
         async with self.slots:
-            return await self.run(self._entry, data, what, filename, threshold, max_polygon_points, explain)
+            return await self.run(self._entry, data, what, filename, thresholds, max_polygon_points, explain)
 
-    def _entry(self, data: bytes, what: str, filename: str, threshold: float, max_polygon_points: int | None,
+    def _entry(self, data: bytes, what: str, filename: str, thresholds: Thresholds, max_polygon_points: int | None,
                explain: bool) -> dict[str, Any]:
         image = decode_image(data)
         if image is None:
@@ -64,12 +65,11 @@ class ScoringEngine:
                                     "(truncated or unsupported file).")
         height, width = image.shape[:2]
         labels = self.predictor.metadata.labels
+        found = self.predictor.predict(image, thresholds.decode)
+        entry = to_azureml(filename, found.at_least(thresholds.keep), labels, width, height, max_polygon_points)
         if not explain:
-            prediction = self.predictor.predict(image, threshold)
-            return to_azureml(filename, prediction, labels, width, height, max_polygon_points)
-        every = self.predictor.predict(image, None)  # saliency counts every detection
-        maps = class_saliency(every.masks, every.scores, every.labels, len(labels), (height, width))
-        entry = to_azureml(filename, every.at_least(threshold), labels, width, height, max_polygon_points)
+            return entry
+        maps = class_saliency(found.masks, found.scores, found.labels, len(labels), (height, width))
         return {**entry, "saliency_maps": saliency_pngs(maps, labels)}
 
     def close(self) -> None:

@@ -16,6 +16,7 @@ from typing import Any, Awaitable, Callable, Iterable, Optional
 
 from otxlite.core.model_files import ir_digest
 from otxlite.runtime.predictor import Predictor
+from otxlite.runtime.thresholds import detection_thresholds
 from otxlite.serve.scoring import ScoringEngine
 from otxlite.serve.errors import RequestError
 from otxlite.serve.inputs import check_image_header, decode_base64, fetch_image, is_url
@@ -80,10 +81,9 @@ class ModelService:
             raise RequestError(422, f"input_data.index has {len(index)} entries but input_data.data has "
                                     f"{len(items)} images; give one index entry per image (or none).")
         names = [str(key) for key in index] if index is not None else [str(i) for i in range(len(items))]
-        threshold = (engine.predictor.metadata.confidence_threshold if confidence_threshold is None
-                     else confidence_threshold)
+        thresholds = detection_thresholds(engine.predictor.metadata.confidence_threshold, confidence_threshold, explain)
         encoded = await _all(self._image_bytes(engine, item, f"input_data.data[{i}]") for i, item in enumerate(items))
-        entries = await _all(engine.score(data, name, threshold, max_polygon_points, f"input_data.data[{i}]", explain)
+        entries = await _all(engine.score(data, name, thresholds, max_polygon_points, f"input_data.data[{i}]", explain)
                              for i, (data, name) in enumerate(zip(encoded, names)))
         return await engine.run(lambda: json.dumps(entries, ensure_ascii=False, separators=(",", ":")).encode())
 

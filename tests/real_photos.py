@@ -15,7 +15,7 @@ Layout written (COCO, as ``otxlite.data.sample_data``)::
     OUT/annotations/instances_{train,val}.json
     OUT/images/{train,val}/NAME_N.png
 
-Usage: ``python scripts/real_photos.py coins OUT_DIR``.
+Usage: ``python tests/real_photos.py coins OUT_DIR``.
 """
 
 from __future__ import annotations
