@@ -269,7 +269,7 @@ def phase_openvino(spec: dict[str, Any]) -> dict[str, Any]:
     import openvino as ov
 
     from otxlite.core.artifacts import read_metadata
-    from otxlite.runtime.predictor import Predictor, decode_outputs, preprocess, request_outputs
+    from otxlite.runtime.predictor import Predictor, decode_outputs, mask_output, preprocess, request_outputs
 
     xml, hint = spec["xml"], spec["hint"]
     core = ov.Core()
@@ -286,7 +286,7 @@ def phase_openvino(spec: dict[str, Any]) -> dict[str, Any]:
         request = compiled.create_infer_request()
         request.set_input_tensor(ov.Tensor(tensor))
         result["latency_ms"] = spread(time_calls(request.infer, spec["warmup"], spec["repeats"]))
-        outputs = request_outputs(request)
+        outputs = request_outputs(request, ["boxes", "labels", mask_output(metadata)])
         width, height = metadata.input_size
         result["detections"] = int((outputs["boxes"].reshape(-1, 5)[:, 4] > 0).sum())
         result["decode_ms"] = spread(time_calls(lambda: decode_outputs(outputs, metadata, height, width), 1, 5))

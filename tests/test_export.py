@@ -19,9 +19,8 @@ from otxlite.export.onnx_shim import torchscript_onnx_export
 LABELS = ["disc", "star", "ring"]
 MODEL_INFO_KEYS = {"model_type", "task_type", "labels", "label_ids", "confidence_threshold", "iou_threshold",
                    "mean_values", "scale_values", "reverse_input_channels", "resize_type", "pad_value"}
-OTXLITE_KEYS = {"version", "template_id", "model_type", "labels", "input_size", "mask_layout", "box_source",
-                "mask_values", "mask_threshold",
-                "precision"}
+OTXLITE_KEYS = {"format", "version", "template_id", "family", "labels", "input_size", "mask_layout", "box_source",
+                "mask_values", "mask_threshold", "precision", "optimization_settings"}
 F32 = {"INFERENCE_PRECISION_HINT": "f32"}  # CPUs with bf16 units otherwise run an FP32 IR in bf16
 
 
@@ -125,7 +124,7 @@ def test_export_writes_ir_and_label_schema(exported_ir: Path) -> None:
 
 
 def test_ir_signature_and_metadata(exported_ir: Path, trained_run) -> None:
-    from otxlite.core.artifacts import load_weights
+    from otxlite.core.artifacts import ModelMetadata, load_weights, read_metadata
 
     model = read_ir(exported_ir)
     assert [tuple(p.shape) for p in model.inputs] == [(1, 3, 128, 128)]
@@ -140,13 +139,15 @@ def test_ir_signature_and_metadata(exported_ir: Path, trained_run) -> None:
     assert info(model, "model_info", "model_type") == "MaskRCNN"
     assert info(model, "model_info", "labels").split() == ["otx_empty_lbl", *LABELS]
     assert info(model, "model_info", "label_ids").split() == ["None", "0", "1", "2"]
-    payload = load_weights(trained_run.weights)
-    assert float(info(model, "model_info", "confidence_threshold")) == pytest.approx(payload["confidence_threshold"])
+    record = ModelMetadata.from_dict(load_weights(trained_run.weights)["record"])
+    assert float(info(model, "model_info", "confidence_threshold")) == pytest.approx(record.confidence_threshold)
     assert json.loads(info(model, "otxlite", "labels")) == LABELS
     assert info(model, "otxlite", "input_size") == "128 128"
     assert info(model, "otxlite", "mask_layout") == "roi"
     assert info(model, "otxlite", "precision") == "FP32"
-    assert info(model, "otxlite", "template_id") == payload["template_id"]
+    assert info(model, "otxlite", "template_id") == record.template_id
+    assert info(model, "otxlite", "family") == "mask_rcnn"
+    assert read_metadata(model, exported_ir) == record  # the record travels unchanged
 
 
 def test_ir_holds_the_postprocessing(exported_ir: Path) -> None:
@@ -231,7 +232,8 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def test_solov2_exports_full_image_masks(solov2_ir: Path, sample_dataset: Path) -> None:
     model = read_ir(solov2_ir)
     assert info(model, "otxlite", "mask_layout") == "image"
-    assert info(model, "otxlite", "model_type") == "SOLOv2"
+    assert info(model, "otxlite", "family") == "solov2"
+    assert info(model, "model_info", "model_type") == "DETRInstSeg"
     assert info(model, "otxlite", "input_size") == "96 96"
     out = run_ir(solov2_ir, val_image(sample_dataset))
     n = len(out["boxes"])
@@ -241,12 +243,13 @@ def test_solov2_exports_full_image_masks(solov2_ir: Path, sample_dataset: Path) 
 
 
 def test_model_api_runs_solov2(solov2_ir: Path, sample_dataset: Path) -> None:
-    """Model API's MaskRCNNModel pastes a mask into its box; SOLOv2's box is the whole image, so masks stay right."""
+    """Model API's DETRInstSeg resizes each whole-image mask to the image (SOLOv2's box is the whole input)."""
     import openvino as ov
     from model_api.adapters import OpenvinoAdapter
     from model_api.models import Model
 
     model = Model.create_model(OpenvinoAdapter(ov.Core(), str(solov2_ir), device="CPU", plugin_config=F32))
+    assert type(model).__name__ == "DETRInstSeg"
     model.set_param("confidence_threshold", 0.0)
     image = cv2.resize(val_image(sample_dataset), (96, 96))
     result = model(image)

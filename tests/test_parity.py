@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import pytest
 from conftest import slow_fixture
+from model_api_agreement import check_model_api_agrees
 
 from otxlite.app.evaluate import evaluate
 
@@ -77,3 +78,8 @@ def test_ir_and_half_precision_mask_map_match_pytorch(coins_run, coins_ir: Path,
     assert pytorch["mask_mAP"] >= 0.3, f"the model must have learned for this test to mean anything: {pytorch}"
     assert abs(fp32["mask_mAP"] - pytorch["mask_mAP"]) <= 0.01, (fp32["mask_mAP"], pytorch["mask_mAP"])
     assert abs(fp16["mask_mAP"] - pytorch["mask_mAP"]) <= 0.02, (fp16["mask_mAP"], pytorch["mask_mAP"])
+
+
+def test_model_api_decodes_the_mask_rcnn_ir(coins_ir: Path, coins_val: Path) -> None:
+    """Model API's MaskRCNN pastes each 28x28 mask into its box as otxlite does, on a model that learned."""
+    assert check_model_api_agrees(coins_ir, next(coins_val.glob("images/val/*.png")), "MaskRCNN") >= 3

@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 import pytest
 from conftest import slow_fixture
+from model_api_agreement import check_model_api_agrees
 
 from otxlite.training.recipes import MOSAIC_MIN_IMAGES, stage2_epochs
 from otxlite.app.evaluate import evaluate
@@ -112,8 +113,8 @@ def exported(run, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def ir_layout_and_outputs(xml: Path, coins_val: Path) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
-    """The IR's (model type, mask layout, box source, mask values) from its rt_info, and its raw ``boxes`` and
-    ``masks`` for the coins validation tile at 256 px."""
+    """The IR's (family, mask layout, box source, mask values) from its rt_info, and its raw ``boxes`` and the
+    masks otxlite decodes (``mask_logits`` where the family's are logits) for the coins validation tile at 256 px."""
     import openvino as ov
 
     from otxlite.core.artifacts import read_metadata
@@ -123,8 +124,9 @@ def ir_layout_and_outputs(xml: Path, coins_val: Path) -> tuple[tuple[str, ...], 
     compiled = ov.Core().compile_model(model, "CPU")
     image = cv2.resize(cv2.imread(str(next(coins_val.glob("images/val/*.png")))), (256, 256))
     outputs = compiled(image.transpose(2, 0, 1)[None].astype(np.float32))
-    layout = (metadata.model_type, metadata.mask_layout, metadata.box_source, metadata.mask_values)
-    return layout, outputs[compiled.output("boxes")], outputs[compiled.output("masks")]
+    layout = (metadata.family, metadata.mask_layout, metadata.box_source, metadata.mask_values)
+    masks = "mask_logits" if metadata.mask_values == "logits" else "masks"
+    return layout, outputs[compiled.output("boxes")], outputs[compiled.output(masks)]
 
 
 @slow_fixture(scope="module")
@@ -140,9 +142,14 @@ def rtmdet_ir(rtmdet_run, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_the_ir_keeps_mask_logits_at_stride_8_beside_the_boxes(rtmdet_ir: Path, coins_val: Path) -> None:
     layout, boxes, masks = ir_layout_and_outputs(rtmdet_ir, coins_val)
-    assert layout == ("RTMDet", "image", "model", "logits")
+    assert layout == ("rtmdet_ins", "image", "model", "logits")
     assert masks.shape[1:] == (32, 32) and masks.shape[0] == boxes.shape[0] > 0
     assert masks.min() < 0 < masks.max()  # logits: background below 0, the coin above
+
+
+def test_model_api_decodes_the_ir(rtmdet_ir: Path, coins_val: Path) -> None:
+    """Model API reads the sigmoid of the logits (``masks``, the IR's last output) as whole-image masks."""
+    assert check_model_api_agrees(rtmdet_ir, next(coins_val.glob("images/val/*.png")), "DETRInstSeg") >= 3
 
 
 def test_ir_matches_pytorch_on_a_model_that_learned(rtmdet_run, rtmdet_ir: Path, coins_val: Path,

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import slow_fixture
+from model_api_agreement import check_model_api_agrees
 
 from otxlite.core.errors import OtxliteError
 from otxlite.core.templates import apply_overrides, load_template
@@ -47,7 +48,7 @@ def yolact_ir(yolact_run, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_the_ir_gives_box_cropped_mask_probabilities_at_stride_4(yolact_ir: Path, coins_val: Path) -> None:
     """Masks over the whole input at H/4 x W/4, zero outside each detection's box (plus one prototype cell)."""
     layout, boxes, masks = ir_layout_and_outputs(yolact_ir, coins_val)
-    assert layout == ("YOLACT", "image", "model", "probabilities")
+    assert layout == ("yolact", "image", "model", "probabilities")
     found = boxes[:, 4] > 0.3
     assert masks.shape[1:] == (64, 64) and masks.shape[0] == boxes.shape[0] and found.sum() >= 3
     assert masks.min() >= 0 and masks.max() <= 1
@@ -60,6 +61,10 @@ def test_the_ir_gives_box_cropped_mask_probabilities_at_stride_4(yolact_ir: Path
 def test_ir_matches_pytorch_on_a_model_that_learned(yolact_run, yolact_ir: Path, coins_val: Path,
                                                    tmp_path: Path) -> None:
     check_ir_matches_pytorch(yolact_run.weights, yolact_ir, coins_val, tmp_path, min_iou=0.95)
+
+
+def test_model_api_decodes_the_ir(yolact_ir: Path, coins_val: Path) -> None:
+    assert check_model_api_agrees(yolact_ir, next(coins_val.glob("images/val/*.png")), "DETRInstSeg") >= 3
 
 
 def test_int8_predict_and_serve(yolact_ir: Path, coins: Path, coins_val: Path, tmp_path: Path) -> None:

@@ -35,6 +35,7 @@ from otxlite.families.family import Family
 
 RECORD_FORMAT = 3  # weights.pth and rt_info; 3: the model record (family, optimization settings) in both
 MASK_THRESHOLD = 0.5  # MMDetection's mask_thr_binary / mask_thr of both model families
+MASK_LOGITS = "mask_logits"  # the IR output beside ``masks`` where a family's masks are logits (export/openvino_ir.py)
 EMPTY_LABEL = "otx_empty_lbl"  # label 0 of Model API's instance segmentation (it shifts ids by 1)
 
 
@@ -138,12 +139,17 @@ class ModelMetadata:
         """Plain Python values (what ``weights.pth`` stores)."""
         values = {name: getattr(self, name) for name in self.__dataclass_fields__}
         return values | {"labels": list(self.labels), "input_size": list(self.input_size),
-                         "tiling": None if self.tiling is None else self.tiling.to_dict()}
+                         "tiling": None if self.tiling is None else self.tiling.to_dict(),
+                         "optimization_settings": dict(self.optimization_settings),
+                         "optimization": dict(self.optimization)}
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "ModelMetadata":
-        return cls(**(values | {"input_size": tuple(values["input_size"]),
-                                "tiling": TilingSettings.from_dict(values.get("tiling"))}))
+        """The record ``to_dict`` wrote (or a mapping type that looks like it, e.g. an mmengine ConfigDict)."""
+        return cls(**(dict(values) | {"labels": list(values["labels"]), "input_size": tuple(values["input_size"]),
+                                      "tiling": TilingSettings.from_dict(values.get("tiling")),
+                                      "optimization_settings": dict(values.get("optimization_settings", {})),
+                                      "optimization": dict(values.get("optimization", {}))}))
 
 
 def write_metadata(model: Any, metadata: ModelMetadata) -> None:

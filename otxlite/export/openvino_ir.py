@@ -14,9 +14,10 @@ Outputs, without the batch axis (Model API 0.4.7 accepts both 2D/1D/3D and 3D/2D
 - ``boxes`` [N, 5] f32: x1, y1, x2, y2, score in input pixels; for box-free families the whole input
   (``box_source`` ``masks`` in ``rt_info``: consumers box the masks instead);
 - ``labels`` [N] i64: 0-based class ids (index into the label schema);
-- ``masks`` [N, h, w] f32: per-box (``mask_layout`` ``roi``: paste into the box) or over the whole input
-  (``image``), probabilities or logits (``mask_values``), as the model's family declares
-  (:mod:`otxlite.families`).
+- ``masks`` [N, h, w] f32 probabilities: per box (``mask_layout`` ``roi``: paste into the box) or over the
+  whole input (``image``: resize to the image), as the model's family declares (:mod:`otxlite.families`);
+- ``mask_logits`` [N, h, w] f32, before ``masks``, where the family's ``mask_values`` is ``logits``: what
+  otxlite resizes (as the reference model does) before thresholding at 0; ``masks`` is their sigmoid.
 
 ``rt_info["model_info"]`` is what Model API reads (strings; lists space-separated), with the family's
 ``model_api_type``. Model API's ``InstanceSegmentationModel`` adds 1 to every label id and indexes
@@ -33,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from otxlite.core.artifacts import MASK_LOGITS
 from otxlite.export.mmdeploy_onnx import ONNX_OUTPUT_NAMES, ModelSpec
 
 INPUT_NAME = "image"
@@ -46,6 +48,8 @@ def convert_onnx(onnx_path: Path, spec: ModelSpec) -> Any:
     model = ov.convert_model(str(onnx_path))
     model = _embed_normalisation(model, spec)
     _finish_outputs(model)
+    if spec.family.mask_values == "logits":
+        _add_mask_probabilities(model)
     model.set_friendly_name(f"otxlite_{spec.family.name}")
     return model
 
@@ -85,4 +89,19 @@ def _finish_outputs(model: Any) -> None:
         result.input_value(0).get_tensor().set_names(set())
         result.input(0).replace_source_output(ops.gather(squeezed[name], keep, ops.constant(0)).output(0))
         result.output(0).get_tensor().set_names({name})  # a Result's tensor names are its own
+    model.validate_nodes_and_infer_types()
+
+
+def _add_mask_probabilities(model: Any) -> None:
+    """Masks given as logits become ``mask_logits`` (what otxlite's predictor resizes, as the reference model
+    does), and a last output ``masks`` holds their sigmoid: the probabilities Model API resizes and thresholds at
+    0.5 (it takes the last 3-D output as the masks)."""
+    import openvino.opset13 as ops
+
+    result = next(r for r in model.get_results() if "masks" in r.output(0).get_names())
+    logits = result.input_value(0)
+    result.output(0).get_tensor().set_names({MASK_LOGITS})
+    probabilities = ops.result(ops.sigmoid(logits))
+    probabilities.output(0).get_tensor().set_names({"masks"})
+    model.add_results([probabilities])
     model.validate_nodes_and_infer_types()

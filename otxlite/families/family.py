@@ -50,7 +50,8 @@ class Family:
       backbone and neck (see ``SHARED_INT8_SCOPES``); every other layer stays FP32.
     - ``dense_forward(model, images)``: the forward whose FLOPs a template's ``gigaflops`` counts.
     - ``components_module``: the module registering the family's own model components in MMDetection.
-    - ``model_api_type``: the OpenVINO Model API wrapper named in the IR's ``model_info``.
+    - ``model_api_type``: the OpenVINO Model API wrapper named in the IR's ``model_info``: ``MaskRCNN`` pastes
+      per-box masks into their boxes, ``DETRInstSeg`` resizes whole-image masks to the image.
     """
 
     name: str

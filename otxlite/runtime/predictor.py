@@ -12,11 +12,15 @@ from typing import Any, Callable, Iterable
 import cv2
 import numpy as np
 
-from otxlite.core.artifacts import ModelMetadata, read_metadata
+from otxlite.core.artifacts import MASK_LOGITS, ModelMetadata, read_metadata
 from otxlite.core.errors import OtxliteError
 from otxlite.core.tiling import Piece, Window, merge, pieces_of, tile_windows
 
-OUTPUT_NAMES = ("boxes", "labels", "masks")
+
+
+def mask_output(metadata: ModelMetadata) -> str:
+    """The output otxlite decodes masks from: the logits where the family resizes logits, else ``masks``."""
+    return MASK_LOGITS if metadata.mask_values == "logits" else "masks"
 
 
 @dataclass
@@ -81,7 +85,7 @@ def decode_outputs(outputs: dict[str, np.ndarray], metadata: ModelMetadata, heig
     under ``threshold`` are dropped first, so only kept ones cost a full-size mask (``None``: keep all)."""
     dets = np.asarray(outputs["boxes"]).reshape(-1, 5)
     labels = np.asarray(outputs["labels"]).reshape(-1).astype(np.int64)
-    masks = np.asarray(outputs["masks"])
+    masks = np.asarray(outputs[mask_output(metadata)])
     masks = masks.reshape(-1, *masks.shape[-2:])
     keep = dets[:, 4] > 0 if threshold is None else dets[:, 4] >= threshold
     dets, labels, masks = dets[keep], labels[keep], masks[keep]
@@ -100,9 +104,9 @@ def decode_outputs(outputs: dict[str, np.ndarray], metadata: ModelMetadata, heig
     return Prediction(boxes.astype(np.float32), dets[:, 4].astype(np.float32), labels, full)
 
 
-def request_outputs(request: Any) -> dict[str, np.ndarray]:
-    """Copies of an infer request's three outputs."""
-    return {name: request.get_tensor(name).data.copy() for name in OUTPUT_NAMES}
+def request_outputs(request: Any, names: list[str]) -> dict[str, np.ndarray]:
+    """Copies of an infer request's outputs ``names``."""
+    return {name: request.get_tensor(name).data.copy() for name in names}
 
 
 class RequestPool:
@@ -113,11 +117,12 @@ class RequestPool:
     runs on OpenVINO's own threads (tearing down an ``AsyncInferQueue`` with a Python callback can abort the
     process)."""
 
-    def __init__(self, compiled: Any, size: int = 0) -> None:
+    def __init__(self, compiled: Any, output_names: list[str], size: int = 0) -> None:
         # Twice the device's optimal number (default): while the caller decodes one result, each stream still
         # has a request queued. A 100-tile prediction on 2 cores: 2.45 s with 4 requests, 2.59 s with 2.
         size = size or 2 * int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
         self.size = size
+        self.output_names = output_names  # the outputs each result copies
         self.borrowing = threading.Lock()  # two pipelined callers each holding part of the pool would deadlock
         self.idle: queue.Queue = queue.Queue()
         for _ in range(size):
@@ -128,7 +133,7 @@ class RequestPool:
         request = self.idle.get()
         try:
             request.infer({0: tensor})
-            return request_outputs(request)
+            return request_outputs(request, self.output_names)
         finally:
             self.idle.put(request)
 
@@ -143,7 +148,7 @@ class RequestPool:
         def finish(slot: int) -> None:
             requests[slot].wait()
             busy[slot] = False
-            on_outputs(pending[slot], request_outputs(requests[slot]))
+            on_outputs(pending[slot], request_outputs(requests[slot], self.output_names))
 
         try:
             slot = 0
@@ -183,10 +188,11 @@ class Predictor:
         self.compiled = core.compile_model(model, device, {"PERFORMANCE_HINT": hint, "INFERENCE_PRECISION_HINT": "f32"})
         self.input_dtype = self.compiled.input(0).get_element_type().to_dtype()
         output_names = {name for output in self.compiled.outputs for name in output.get_names()}
-        for name in OUTPUT_NAMES:
+        needed = ["boxes", "labels", mask_output(self.metadata)]
+        for name in needed:
             if name not in output_names:
                 raise OtxliteError(f"--load-weights {xml}: the IR has no '{name}' output; re-export it with otxlite.")
-        self.pool = RequestPool(self.compiled)
+        self.pool = RequestPool(self.compiled, needed)
 
     def preprocess(self, image: np.ndarray) -> np.ndarray:
         """BGR image -> the model's input tensor."""

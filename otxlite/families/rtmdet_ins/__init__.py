@@ -16,4 +16,5 @@ FAMILY = Family(
     # the shared conv towers and the mask feature convs (not their 1x1 outputs)
     int8_scopes=("/bbox_head/cls_convs", "/bbox_head/reg_convs", "/bbox_head/kernel_convs",
                  "/bbox_head/mask_head/fusion_conv", "/bbox_head/mask_head/stacked_convs"),
+    model_api_type="DETRInstSeg",  # Model API's whole-image masks: resized to the image, thresholded at 0.5
 )

@@ -12,4 +12,5 @@ FAMILY = Family(
     box_source="masks",  # mmdeploy gives every detection the whole input as its box
     # the mask feature branch and the kernel/category towers (not their output convs)
     int8_scopes=("/mask_head/mask_feature_head", "/mask_head/cls_convs", "/mask_head/kernel_convs"),
+    model_api_type="DETRInstSeg",  # Model API's whole-image masks: resized to the image, thresholded at 0.5
 )

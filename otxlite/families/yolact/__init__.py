@@ -26,4 +26,5 @@ FAMILY = Family(
     int8_scopes=("/bbox_head/head_convs", "/protonet/protonet.0/", "/protonet/protonet.2/", "/protonet/protonet.4/",
                  "/protonet/protonet.8/"),
     dense_forward=dense_forward,
+    model_api_type="DETRInstSeg",  # Model API's whole-image masks: resized to the image, thresholded at 0.5
 )
