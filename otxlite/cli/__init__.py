@@ -124,21 +124,28 @@ def evaluate(
 
 @app.command()
 def export(
-    load_weights: Annotated[Path, typer.Option("--load-weights", help="The weights.pth of a training run.")],
+    load_weights: Annotated[Path, typer.Option("--load-weights", help="The weights.pth of a training run (with --package also an IR, e.g. the INT8 one from `otxlite optimize`).")],
     output: Output = None,
     half_precision: Annotated[bool, typer.Option("--half-precision", help="Store weights as FP16 (half the size).")] = False,
+    package: Annotated[bool, typer.Option("--package", help="Make the folder a deployment folder: the IR, run_model_api.py (OpenVINO Model API), run_runtime.py (otxlite's runtime, shipped beside it, no PyTorch), requirements.txt and a README.")] = False,
     verbose: Verbose = False,
 ) -> None:
     """Export a trained model to OpenVINO IR (openvino.xml/.bin + label_schema.json), post-processing included.
 
     Example: otxlite export --load-weights runs/effnet/models/weights.pth -o runs/effnet/openvino
+    Deploy the INT8 model: otxlite export --load-weights runs/effnet/int8/openvino.xml --package -o deploy/
     """
     from otxlite.app.export import export
     from otxlite.cli.render import print_summary
 
-    xml = export(load_weights, output, half_precision)
-    print_summary("Export finished", None, {"model": xml, "weights": xml.with_suffix(".bin"),
-                                             "label schema": xml.parent / "label_schema.json"})
+    xml = export(load_weights, output, half_precision, package)
+    files = {"model": xml, "weights": xml.with_suffix(".bin")}
+    if package:
+        files |= {"Model API script": xml.parent / "run_model_api.py", "runtime script": xml.parent / "run_runtime.py",
+                  "requirements": xml.parent / "requirements.txt", "read me": xml.parent / "README.md"}
+    else:
+        files["label schema"] = xml.parent / "label_schema.json"
+    print_summary("Export finished", None, files)
 
 
 @app.command()
