@@ -52,8 +52,9 @@ def test_spread_model_parts_and_machine(bench) -> None:
     assert bench._model_part("Gather_50___") == bench._model_part("/Concat_3/x") == "other"
     from otxlite.core.measure import ISA_FLAGS
 
-    name, flags = bench.cpu_model_and_flags()
-    assert name and set(flags) == set(ISA_FLAGS)
+    machine = bench.machine_info(("numpy", "not-a-package"))
+    assert machine["cpu"] and set(machine["flags"]) == set(ISA_FLAGS) and machine["usable_cores"] >= 1
+    assert machine["versions"]["numpy"] and machine["versions"]["not-a-package"] is None
     assert 0.0 <= bench.others_busy(0.05) <= 1.0
 
 
