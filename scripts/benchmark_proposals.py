@@ -33,13 +33,12 @@ from otxlite.core.measure import cpu_model_and_flags, spread, time_calls  # noqa
 
 def with_cap(weights: Path, cap: int, out: Path) -> Path:
     """A copy of ``weights`` whose RPN keeps ``cap`` proposals per image at test time."""
-    from otxlite.core.artifacts import ModelMetadata, load_weights, save_weights
+    from otxlite.core.artifacts import load_weights, save_weights
 
-    payload = load_weights(weights)
-    config = copy.deepcopy(payload["config"])
+    loaded = load_weights(weights)
+    config = copy.deepcopy(loaded.config)
     config["model"]["test_cfg"]["rpn"]["max_per_img"] = cap
-    return save_weights(out, payload["state_dict"], config, ModelMetadata.from_dict(payload["record"]),
-                        payload.get("metrics"))
+    return save_weights(out, loaded.state_dict, config, loaded.record, loaded.metrics)
 
 
 def ir_latency(xml: Path, images: list[Path], repeats: int) -> dict[str, float]:

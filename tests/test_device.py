@@ -319,8 +319,8 @@ def test_gpu_saved_weights_load_on_the_cpu(tmp_path: Path) -> None:
         torch.load(path, weights_only=True)
     loaded = load_weights(path)
     for key, tensor in state.items():
-        assert loaded["state_dict"][key].device.type == "cpu"
-        assert torch.equal(loaded["state_dict"][key], tensor)
+        assert loaded.state_dict[key].device.type == "cpu"
+        assert torch.equal(loaded.state_dict[key], tensor)
 
 
 def test_gpu_saved_mmengine_checkpoint_loads_on_the_cpu(tmp_path: Path) -> None:
@@ -339,13 +339,13 @@ def test_gpu_trained_weights_export_predict_and_evaluate_on_the_cpu(trained_run,
                                                                       tmp_path: Path) -> None:
     """export (and so optimize, predict and serve, which take its IR) and eval of a weights.pth whose
     tensors were on a GPU give what the same weights give from the CPU."""
-    from otxlite.core.artifacts import load_weights
     from otxlite.app.evaluate import evaluate
     from otxlite.export.pipeline import export_openvino
     from otxlite.core.images import read_image
     from otxlite.runtime.predictor import Predictor
 
-    gpu_weights = save_as_on_gpu(load_weights(trained_run.weights), tmp_path / "weights.pth")
+    payload = torch.load(trained_run.weights, map_location="cpu", weights_only=True)
+    gpu_weights = save_as_on_gpu(payload, tmp_path / "weights.pth")
     xml = export_openvino(gpu_weights, tmp_path / "openvino")
     image = read_image(next((sample_dataset / "images" / "val").iterdir()))
     ours, reference = Predictor(xml).predict(image), Predictor(exported_ir).predict(image)

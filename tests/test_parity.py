@@ -26,12 +26,12 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def pytorch_detector(trained_run):
     from mmdet.apis import init_detector
 
-    from otxlite.core.artifacts import load_weights, weights_config
+    from otxlite.core.artifacts import load_weights
 
-    payload = load_weights(trained_run.weights)
-    cfg = weights_config(payload)
+    loaded = load_weights(trained_run.weights)
+    cfg = loaded.mmengine_config()
     cfg.test_dataloader = cfg.val_dataloader
-    return init_detector(cfg, str(trained_run.weights), device="cpu"), payload["confidence_threshold"]
+    return init_detector(cfg, str(trained_run.weights), device="cpu"), loaded.record.confidence_threshold
 
 
 def test_ir_detections_match_pytorch(pytorch_detector, exported_ir: Path, sample_dataset: Path) -> None:

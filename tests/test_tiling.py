@@ -170,14 +170,13 @@ def tiled_maskrcnn(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path
 def test_tiling_settings_travel_from_training_to_the_ir(tiled_maskrcnn) -> None:
     import openvino as ov
 
-    from otxlite.core.artifacts import is_tiled, load_weights, read_metadata
+    from otxlite.core.artifacts import load_weights, read_metadata
 
     data, weights, xml = tiled_maskrcnn
-    assert is_tiled(weights)
-    stored = load_weights(weights)["config"]["otxlite_tiling"]
-    assert stored["tile_size"] == TILE and stored["overlap"] == 0.25
+    stored = load_weights(weights).record.tiling
+    assert stored is not None and stored.tile_size == TILE and stored.overlap == 0.25
     model = ov.Core().read_model(str(xml))
-    assert read_metadata(model, xml).tiling == TilingSettings.from_dict(stored)
+    assert read_metadata(model, xml).tiling == stored
     assert model.get_rt_info(["model_info", "tile_size"]).astype(str) == str(TILE)
     # the training tiles are the images the model was fit on: 128 px crops of the 384 px images
     tiles = json.loads(next((weights.parents[1] / "data" / "tiles").glob("train.json")).read_text())

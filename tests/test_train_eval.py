@@ -47,11 +47,15 @@ def test_run_folder_is_complete(trained_run) -> None:
 
 
 def test_weights_are_self_contained(trained_run) -> None:
-    payload = torch.load(trained_run.weights, map_location="cpu", weights_only=True)
-    assert payload["labels"] == ["disc", "star", "ring"]
+    from otxlite.core.artifacts import RECORD_FORMAT
+
+    payload = torch.load(trained_run.weights, map_location="cpu", weights_only=True)  # plain values only
+    assert payload["otxlite_format"] == RECORD_FORMAT and payload["otxlite_version"]
+    record = payload["record"]
+    assert record["labels"] == ["disc", "star", "ring"] and record["family"] == "mask_rcnn"
+    assert 0.0 < record["confidence_threshold"] < 1.0 and record["input_size"] == [128, 128]
+    assert record["optimization_settings"] == {"subset_size": 300, "preset": "mixed", "max_accuracy_drop": 0.01}
     assert payload["config"]["model"]["type"] == "MaskRCNN"
-    assert 0.0 < payload["confidence_threshold"] < 1.0
-    assert payload["otxlite_version"]
     assert any(key.startswith("backbone.") for key in payload["state_dict"])
 
 

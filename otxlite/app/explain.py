@@ -50,10 +50,10 @@ def explain(load_weights: Path, source: str, output: Path | None = None) -> Expl
     if model_kind(load_weights) is ModelKind.OPENVINO:
         detect, labels = ir_detector(Path(load_weights))
     else:
-        from otxlite.core.artifacts import weights_record
+        from otxlite.core.artifacts import load_weights as read_weights
         from otxlite.training.inference import pytorch_detector
 
-        detect, labels = pytorch_detector(Path(load_weights)), weights_record(Path(load_weights)).labels
+        detect, labels = pytorch_detector(Path(load_weights)), read_weights(Path(load_weights)).record.labels
     images, skipped = list_inputs(source)
     folder = run_folder(output, "explain") / "saliency"
     folder.mkdir(parents=True, exist_ok=True)

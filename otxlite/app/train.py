@@ -185,14 +185,14 @@ def train(
 
 def _finish(run_dir: Path, models_dir: Path) -> TrainResult:
     """Write ``performance.json`` from the best model's validation metrics."""
-    from otxlite.core.artifacts import ModelMetadata, load_weights
+    from otxlite.core.artifacts import load_weights
     from otxlite.core.coco_metrics import metrics_from_flat, performance_report
 
     weights = models_dir / "weights.pth"
-    payload = load_weights(weights)
+    loaded = load_weights(weights)
     performance = None
-    if "mask_mAP" in payload["metrics"]:
-        threshold = ModelMetadata.from_dict(payload["record"]).confidence_threshold
-        performance = performance_report(metrics_from_flat(payload["metrics"]), threshold, "weights.pth")
+    if "mask_mAP" in loaded.metrics:
+        performance = performance_report(metrics_from_flat(loaded.metrics), loaded.record.confidence_threshold,
+                                         "weights.pth")
         write_json_atomic(run_dir / "performance.json", performance)
     return TrainResult(run_dir=run_dir, weights=weights, performance=performance)

@@ -66,7 +66,24 @@ def _older_format(path: Path, written_by: Any, found: Any) -> OtxliteError:
         "weights.pth) / export again from the weights.pth (an IR) with this version.")
 
 
-def load_weights(path: Path) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Weights:
+    """A loaded ``weights.pth``."""
+
+    record: "ModelMetadata"
+    state_dict: dict[str, Any]
+    config: dict[str, Any]  # the resolved mmengine config as a dict: how to rebuild the network
+    metrics: dict[str, float]  # the validation that chose these weights (empty without one)
+    otxlite_version: str
+
+    def mmengine_config(self) -> Any:
+        """The config as an mmengine ``Config``."""
+        from mmengine.config import Config
+
+        return Config(self.config)
+
+
+def load_weights(path: Path) -> Weights:
     """Read an otxlite ``weights.pth`` (weights only: no code runs from the file)."""
     import torch
 
@@ -83,19 +100,8 @@ def load_weights(path: Path) -> dict[str, Any]:
                            "Use the models/weights.pth of an otxlite training run.")
     if payload["otxlite_format"] != RECORD_FORMAT:
         raise _older_format(path, payload.get("otxlite_version"), payload["otxlite_format"])
-    return payload
-
-
-def weights_record(path: Path) -> "ModelMetadata":
-    """The model record of the ``weights.pth`` at ``path``."""
-    return ModelMetadata.from_dict(load_weights(path)["record"])
-
-
-def weights_config(payload: dict[str, Any]) -> Any:
-    """The mmengine Config stored in a loaded ``weights.pth``: how to rebuild the network."""
-    from mmengine.config import Config
-
-    return Config(payload["config"])
+    return Weights(record=ModelMetadata.from_dict(payload["record"]), state_dict=payload["state_dict"],
+                   config=payload["config"], metrics=payload["metrics"], otxlite_version=payload["otxlite_version"])
 
 
 @dataclass(frozen=True)
@@ -212,7 +218,7 @@ def model_record(path: Path) -> ModelMetadata:
         import openvino as ov
 
         return read_metadata(ov.Core().read_model(str(path)), path)
-    return weights_record(path)
+    return load_weights(path).record
 
 
 def is_optimized(model: Any) -> bool:

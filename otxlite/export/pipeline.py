@@ -13,7 +13,7 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-from otxlite.core.artifacts import ModelMetadata, load_weights, weights_config, write_metadata
+from otxlite.core.artifacts import load_weights, write_metadata
 from otxlite.core.console import console
 from otxlite.core.fileio import save_ir_atomic
 from otxlite.core.model_files import ModelKind, model_kind
@@ -27,13 +27,13 @@ IR_NAME = "openvino"
 
 def export_openvino(weights: Path, output_dir: Path, half_precision: bool = False) -> Path:
     """Export ``weights`` to ``output_dir/openvino.xml`` (FP16 weights if ``half_precision``); return its path."""
-    payload = load_weights(Path(weights))
-    record = ModelMetadata.from_dict(payload["record"])
+    loaded = load_weights(Path(weights))
+    record = loaded.record
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     xml_path = output_dir / f"{IR_NAME}.xml"
     with tempfile.TemporaryDirectory(prefix=".export-", dir=output_dir) as work:
-        config = weights_config(payload)
+        config = loaded.mmengine_config()
         spec = model_spec(config, record)
         model = convert_onnx(export_onnx(Path(weights), config, spec, Path(work)), spec)
         write_metadata(model, replace(record, precision="FP16" if half_precision else "FP32"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from otxlite.core.artifacts import ModelMetadata, load_weights, weights_config
+from otxlite.core.artifacts import load_weights
 from otxlite.training.config import build_test_config
 from otxlite.training.runner import build_runner
 from otxlite.core.coco_metrics import metrics_from_flat
@@ -15,9 +15,9 @@ def evaluate_weights(weights: Path, ann_file: Path, run_dir: Path,
                      report_dir: Path | None = None) -> tuple[dict[str, Any], float]:
     """COCO metrics of ``weights`` on a prepared COCO file (``otxlite.data.prepare``), and the model's confidence
     threshold; with ``report_dir``, the evaluation report (``otxlite.report.model_report``)."""
-    payload = load_weights(weights)
-    record = ModelMetadata.from_dict(payload["record"])
-    cfg = build_test_config(weights_config(payload), record, ann_file, run_dir / "logs")
+    loaded = load_weights(weights)
+    record = loaded.record
+    cfg = build_test_config(loaded.mmengine_config(), record, ann_file, run_dir / "logs")
     cfg.load_from = str(weights)
     if report_dir is not None:
         cfg.test_evaluator.update(report_dir=str(report_dir), confidence_threshold=record.confidence_threshold)

@@ -225,7 +225,7 @@ class PlotsHook(Hook):
 
         model = _unwrap(runner.model)
         if self.weights_path.is_file():
-            model.load_state_dict(load_weights(self.weights_path)["state_dict"])
+            model.load_state_dict(load_weights(self.weights_path).state_dict)
         model.eval()
         predict = runner.val_loop.predict if isinstance(runner.val_loop, TiledValLoop) else model.val_step
         tiles = []

@@ -10,7 +10,7 @@ from typing import Any, Callable
 import cv2
 import numpy as np
 
-from otxlite.core.artifacts import ModelMetadata, load_weights, weights_config
+from otxlite.core.artifacts import load_weights
 from otxlite.core.tiling import TilingSettings, merge, pieces_of, tile_windows
 
 Detections = tuple[np.ndarray, np.ndarray, np.ndarray]  # masks [N, H, W] bool, scores [N], labels [N]
@@ -63,13 +63,13 @@ def pytorch_detector(weights: Path) -> Callable[[np.ndarray], Detections]:
     from mmdet.utils import register_all_modules
     from mmengine.utils import import_modules_from_strings
 
-    payload = load_weights(Path(weights))
-    record = ModelMetadata.from_dict(payload["record"])
-    cfg = weights_config(payload)
+    loaded = load_weights(Path(weights))
+    record = loaded.record
+    cfg = loaded.mmengine_config()
     register_all_modules()
     import_modules_from_strings(cfg.get("custom_imports", {}).get("imports", []))
     model = MODELS.build(cfg.model)
-    model.load_state_dict(payload["state_dict"])
+    model.load_state_dict(loaded.state_dict)
     model.eval()
     detect = model_detector(model, record.input_size)
     if record.tiling is not None:
