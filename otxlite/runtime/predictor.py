@@ -166,8 +166,9 @@ class RequestPool:
 class Predictor:
     """An exported otxlite IR compiled on an OpenVINO device, with its request pool."""
 
-    def __init__(self, xml: Path | Any, device: str = "CPU", hint: str = "LATENCY") -> None:
-        """``xml``: an IR file, or an ``openvino.Model`` in memory (e.g. a candidate INT8 model)."""
+    def __init__(self, xml: Path | Any, device: str = "CPU", hint: str = "LATENCY", threads: int = 0) -> None:
+        """``xml``: an IR file, or an ``openvino.Model`` in memory (e.g. a candidate INT8 model); ``threads``: the
+        CPU threads OpenVINO may use (0: every core)."""
         import openvino as ov
 
         core = ov.Core()
@@ -180,7 +181,10 @@ class Predictor:
                 raise OtxliteError(f"--load-weights {xml}: OpenVINO cannot read this IR ({err}).") from err
         self.metadata: ModelMetadata = read_metadata(model, Path(xml))
         # f32: CPUs with bf16 units would otherwise run FP32 layers in bf16 and drift from PyTorch's results.
-        self.compiled = core.compile_model(model, device, {"PERFORMANCE_HINT": hint, "INFERENCE_PRECISION_HINT": "f32"})
+        config = {"PERFORMANCE_HINT": hint, "INFERENCE_PRECISION_HINT": "f32"}
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = threads
+        self.compiled = core.compile_model(model, device, config)
         self.input_dtype = self.compiled.input(0).get_element_type().to_dtype()
         output_names = {name for output in self.compiled.outputs for name in output.get_names()}
         for name in OUTPUT_NAMES:
