@@ -7,10 +7,13 @@ code). Ray is an optional extra, imported only here and only when this engine ru
 
 from __future__ import annotations
 
+import logging
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
+from otxlite.core.console import is_verbose
 from otxlite.core.errors import OtxliteError
 from otxlite.runtime.images import InputImage
 
@@ -58,19 +61,27 @@ def score_on_ray(images: list[InputImage], make_scorer: Callable[..., Any], on_l
     ``address``. ``make_scorer(threads=...)`` builds an actor's scorer; ``on_line`` runs on this (the driver's)
     process for each image. Returns the (workers, threads per worker) used."""
     ray = import_ray()
+    quiet = not is_verbose()
+    if quiet:  # Ray's own log lines only with --verbose; errors still reach the driver
+        logging.getLogger("ray.data").setLevel(logging.ERROR)  # after importing ray.data, which sets it up
+    options = {"logging_level": "ERROR" if quiet else "INFO", "log_to_driver": not quiet}
     if address:
-        ray.init(address=address, logging_level="ERROR", log_to_driver=False)
+        ray.init(address=address, **options)
     else:
-        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, **options)
     try:
         workers, threads = _actor_sizes(ray, workers, threads, address)
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False
         context.print_on_execution_start = False
         dataset = ray.data.from_items([{"name": image.name, "path": str(image.path)} for image in images])
-        scored = dataset.map_batches(ScoringActor, batch_size=BATCH_SIZE, num_cpus=threads,
-                                     compute=ray.data.ActorPoolStrategy(size=workers),
-                                     fn_constructor_kwargs={"make_scorer": make_scorer, "threads": threads})
+        with warnings.catch_warnings():  # max_restarts has no named parameter yet in Ray 2.60-2.63
+            warnings.simplefilter("ignore", DeprecationWarning)
+            # An actor that dies ends the run (rerunning it resumes) instead of coming back without its arguments.
+            scored = dataset.map_batches(ScoringActor, batch_size=BATCH_SIZE, num_cpus=threads,
+                                         compute=ray.data.ActorPoolStrategy(size=workers),
+                                         fn_constructor_kwargs={"make_scorer": make_scorer, "threads": threads},
+                                         max_restarts=0)
         for row in scored.iter_rows():
             on_line(row["name"], row["kind"], row["line"])
     finally:
