@@ -192,6 +192,9 @@ def test_a_torn_output_resumes_to_the_clean_run(exported_ir: Path, photos: Path,
     assert second.resumed == kept + 1 and second.images == 32 - kept and second.unreadable == 0
     assert (out / "predictions.jsonl").read_bytes() == clean  # the same lines in the same order, none twice
     assert len((out / "errors.jsonl").read_text().splitlines()) == 1  # the broken image: recorded once
+    with pytest.raises(OtxliteError, match="confidence_threshold 0.1 before, 0.3 now"):  # would mix two thresholds
+        predict(exported_ir, str(photos), out, confidence_threshold=0.3, overlays=False)
+    assert (out / "predictions.jsonl").read_bytes() == clean
 
 
 def test_a_killed_run_resumes_without_duplicates(exported_ir: Path, photos: Path, plain_run: Path,

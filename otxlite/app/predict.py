@@ -25,6 +25,7 @@ from otxlite.runtime.images import InputImage
 
 PREDICTIONS_FILE = "predictions.jsonl"
 ERRORS_FILE = "errors.jsonl"
+SETTINGS_FILE = "predict_settings.json"  # what the lines were made with: a resumed run must make them the same way
 JSON_LIMIT = 10_000  # predictions.json (one array, built in memory at the end) for runs up to this many images
 OVERLAY_LIMIT = 300  # overlays are drawn by default for runs up to this many images (about 0.9 s each at 1 MP)
 ENGINES = ("process", "ray")
@@ -171,6 +172,9 @@ def predict(load_weights: Path, source: str, output: Path | None = None, confide
     with run_folder_lock(run_dir, "predict"):
         xml = openvino_model(load_weights, run_dir)
         outputs = _Outputs(run_dir, max_errors)
+        _check_settings(run_dir, {"model": str(Path(load_weights).resolve()), "shard": shard, "explain": explain,
+                                  "confidence_threshold": confidence_threshold, "max_polygon_points": max_polygon_points},
+                        bool(outputs.done()))
         try:
             done = outputs.done()
             todo = [image for image in images if image.name not in done]
@@ -211,6 +215,20 @@ def _check_options(engine: str, workers: int | None, threads: int | None, ray_ad
     for option, value, least in (("--max-errors", max_errors, 0), ("--workers", workers, 1), ("--threads", threads, 1)):
         if value is not None and value < least:
             raise OtxliteError(f"{option} {value}: give a whole number of at least {least}.")
+
+
+def _check_settings(run_dir: Path, settings: dict[str, Any], resuming: bool) -> None:
+    """Record what this run's lines are made with; refuse to resume a folder whose lines were made otherwise."""
+    path = run_dir / SETTINGS_FILE
+    if resuming and path.is_file():
+        before = json.loads(path.read_text())
+        changed = {key: (before.get(key), value) for key, value in settings.items() if before.get(key) != value}
+        if changed:
+            said = "; ".join(f"{key} {old} before, {new} now" for key, (old, new) in changed.items())
+            raise OtxliteError(f"{run_dir} holds predictions of an earlier run made with other settings ({said}): "
+                               "resuming would mix the two in one file. Rerun with that run's options, or write this "
+                               "one elsewhere with -o.")
+    write_json_atomic(path, settings)
 
 
 def _write_json(run_dir: Path, images: list[InputImage]) -> Path:
