@@ -189,7 +189,8 @@ def predict(load_weights: Path, source: str, output: Path | None = None, confide
                 if engine == "ray":
                     from otxlite.runtime.ray_engine import score_on_ray
 
-                    score_on_ray(todo, make_scorer, outputs.on_line, workers, threads, ray_address)
+                    used = score_on_ray(todo, make_scorer, outputs.on_line, workers, threads, ray_address)
+                    console.print(f"Scored on Ray: {used[0]} workers x {used[1]} OpenVINO threads.")
                 else:
                     make_scorer(threads=threads or 0).score(todo, outputs.on_line)
         finally:
