@@ -172,11 +172,11 @@ def predict(load_weights: Path, source: str, output: Path | None = None, confide
     with run_folder_lock(run_dir, "predict"):
         xml = openvino_model(load_weights, run_dir)
         outputs = _Outputs(run_dir, max_errors)
+        done = outputs.done()
         _check_settings(run_dir, {"model": str(Path(load_weights).resolve()), "shard": shard, "explain": explain,
                                   "confidence_threshold": confidence_threshold, "max_polygon_points": max_polygon_points},
-                        bool(outputs.done()))
+                        bool(done))
         try:
-            done = outputs.done()
             todo = [image for image in images if image.name not in done]
             if done:
                 console.print(f"Resuming: {len(images) - len(todo):,} of {len(images):,} images are already in "
