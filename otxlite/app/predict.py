@@ -154,23 +154,25 @@ def predict(load_weights: Path, source: str, output: Path | None = None, confide
     from rich.progress import Progress
 
     from otxlite.runtime.images import named_inputs
+    from otxlite.runtime.predictor import read_ir
 
     _check_options(engine, workers, threads, ray_address, max_errors)
     part = Shard.parse(shard) if shard is not None else None
     model_kind(load_weights)  # a missing or cut-short model is refused before the run folder is made
-    images, not_images = named_inputs(source)
-    for path in not_images:
-        err_console.print(f"[yellow]Note:[/] skipping {path}: not an image file (by its name).")
-    if part is not None:
-        images = part.select(images)
-    if overlays is None:
-        overlays = len(images) <= OVERLAY_LIMIT
-        if not overlays:
-            err_console.print(f"[yellow]Note:[/] no overlays: this run has {len(images):,} images, over "
-                              f"{OVERLAY_LIMIT}; --overlays draws them anyway (it slows scoring several times).")
     run_dir = run_folder(output, "predict")
     with run_folder_lock(run_dir, "predict"):
         xml = openvino_model(load_weights, run_dir)
+        read_ir(xml)  # an IR without otxlite's metadata is refused here, before any image is read or Ray started
+        images, not_images = named_inputs(source)
+        for path in not_images:
+            err_console.print(f"[yellow]Note:[/] skipping {path}: not an image file (by its name).")
+        if part is not None:
+            images = part.select(images)
+        if overlays is None:
+            overlays = len(images) <= OVERLAY_LIMIT
+            if not overlays:
+                err_console.print(f"[yellow]Note:[/] no overlays: this run has {len(images):,} images, over "
+                                  f"{OVERLAY_LIMIT}; --overlays draws them anyway (it slows scoring several times).")
         outputs = _Outputs(run_dir, max_errors)
         done = outputs.done()
         _check_settings(run_dir, {"model": str(Path(load_weights).resolve()), "shard": shard, "explain": explain,

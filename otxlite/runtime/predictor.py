@@ -163,6 +163,17 @@ class RequestPool:
                 self.idle.put(request)
 
 
+def read_ir(xml: Path, core: Any = None) -> tuple[Any, ModelMetadata]:
+    """An IR file as OpenVINO reads it, and the metadata otxlite's export put in it (one paragraph if either fails)."""
+    import openvino as ov
+
+    try:
+        model = (core or ov.Core()).read_model(str(xml))
+    except RuntimeError as err:
+        raise OtxliteError(f"--load-weights {xml}: OpenVINO cannot read this IR ({err}).") from err
+    return model, read_metadata(model, xml)
+
+
 class Predictor:
     """An exported otxlite IR compiled on an OpenVINO device, with its request pool."""
 
@@ -174,12 +185,9 @@ class Predictor:
         core = ov.Core()
         if isinstance(xml, ov.Model):
             model, xml = xml, Path("<in-memory model>")
+            self.metadata: ModelMetadata = read_metadata(model, Path(xml))
         else:
-            try:
-                model = core.read_model(str(xml))
-            except RuntimeError as err:
-                raise OtxliteError(f"--load-weights {xml}: OpenVINO cannot read this IR ({err}).") from err
-        self.metadata: ModelMetadata = read_metadata(model, Path(xml))
+            model, self.metadata = read_ir(Path(xml), core)
         # f32: CPUs with bf16 units would otherwise run FP32 layers in bf16 and drift from PyTorch's results.
         config = {"PERFORMANCE_HINT": hint, "INFERENCE_PRECISION_HINT": "f32"}
         if threads:
