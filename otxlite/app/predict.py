@@ -67,8 +67,9 @@ class ImageScorer:
                 folder.mkdir(parents=True, exist_ok=True)
 
     def score(self, images: Iterable[InputImage], on_line: Any) -> None:
-        """``on_line(name, kind, line)`` for every image: ``PREDICTION`` and its entry (in input order), or ``ERROR``
-        and ``{"file", "path", "error"}`` as soon as the image fails to decode."""
+        """``on_line(name, kind, line, detections)`` for every image: ``PREDICTION``, its entry (in input order) and
+        how many detections it holds, or ``ERROR``, ``{"file", "path", "error"}`` and 0 as soon as the image fails to
+        decode."""
         from otxlite.core.images import read_image
 
         def readable() -> Iterator[tuple[tuple[str, Any], Any]]:
@@ -76,13 +77,14 @@ class ImageScorer:
                 pixels = read_image(image.path)
                 if pixels is None:
                     on_line(image.name, ERROR, json.dumps({"file": image.name, "path": str(image.path),
-                                                           "error": UNREADABLE}))
+                                                           "error": UNREADABLE}), 0)
                     continue
                 yield (image.name, pixels), pixels
 
         def on_result(key: tuple[str, Any], prediction: Any) -> None:
             name, pixels = key
-            on_line(name, PREDICTION, json.dumps(self._entry(name, pixels, prediction)))
+            entry = self._entry(name, pixels, prediction)
+            on_line(name, PREDICTION, json.dumps(entry), len(entry["boxes"]))
 
         self.predictor.predict_async(readable(), on_result, None if self.saliency else self.threshold)
 
@@ -121,12 +123,13 @@ class _Outputs:
         """Names already written by an earlier run into this folder."""
         return self.predictions.keys | self.errors.keys
 
-    def on_line(self, name: str, kind: str, line: str) -> None:
-        """Write one image's line (once: a repeated name is dropped); stop past ``--max-errors``."""
+    def on_line(self, name: str, kind: str, line: str, detections: int) -> None:
+        """Write one image's line (once: a repeated name is dropped); stop past ``--max-errors``. The line is not
+        parsed here: with Ray, this process collects every worker's lines."""
         if kind == PREDICTION:
             if self.predictions.append(name, line):
                 self.scored += 1
-                self.detections += len(json.loads(line)["boxes"])
+                self.detections += detections
         elif self.errors.append(name, line):
             self.unreadable += 1
             err_console.print(f"[yellow]Warning:[/] skipping {json.loads(line)['path']}: {UNREADABLE}.")

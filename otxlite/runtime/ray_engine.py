@@ -18,8 +18,8 @@ from otxlite.core.errors import OtxliteError
 from otxlite.runtime.images import InputImage
 
 BATCH_SIZE = 8  # images per map_batches call: enough to keep an actor's infer requests busy, few lost on a kill
-# A scorer: score(images, on_line) calls on_line(name, kind, json_line) once per image.
-OnLine = Callable[[str, str, str], None]
+# A scorer: score(images, on_line) calls on_line(name, kind, json_line, detections) once per image.
+OnLine = Callable[[str, str, str, int], None]
 
 
 def import_ray() -> Any:
@@ -42,12 +42,12 @@ class ScoringActor:
     def __init__(self, make_scorer: Callable[..., Any], threads: int) -> None:
         self.scorer = make_scorer(threads=threads)
 
-    def __call__(self, batch: dict[str, Any]) -> dict[str, list[str]]:
-        """A batch of ``name``/``path`` columns -> ``name``/``kind``/``line`` columns, one row per image."""
-        rows: dict[str, list[str]] = {"name": [], "kind": [], "line": []}
+    def __call__(self, batch: dict[str, Any]) -> dict[str, list[Any]]:
+        """A batch of ``name``/``path`` columns -> ``name``/``kind``/``line``/``detections`` columns, a row an image."""
+        rows: dict[str, list[Any]] = {"name": [], "kind": [], "line": [], "detections": []}
 
-        def collect(name: str, kind: str, line: str) -> None:
-            for column, value in (("name", name), ("kind", kind), ("line", line)):
+        def collect(name: str, kind: str, line: str, detections: int) -> None:
+            for column, value in zip(rows, (name, kind, line, detections)):
                 rows[column].append(value)
 
         images = [InputImage(str(name), Path(str(path))) for name, path in zip(batch["name"], batch["path"])]
@@ -83,7 +83,7 @@ def score_on_ray(images: list[InputImage], make_scorer: Callable[..., Any], on_l
                                          fn_constructor_kwargs={"make_scorer": make_scorer, "threads": threads},
                                          max_restarts=0)
         for row in scored.iter_rows():
-            on_line(row["name"], row["kind"], row["line"])
+            on_line(row["name"], row["kind"], row["line"], int(row["detections"]))
     finally:
         ray.shutdown()  # stops the local Ray this run started; from a cluster, only disconnects
     return workers, threads
