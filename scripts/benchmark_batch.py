@@ -15,7 +15,9 @@ overlays on and off, and the resident memory over many images.
    to the one-process output, line for line.
 4. Memory: the one-process run over the small images, its RSS sampled every 0.2 s against the lines written.
 5. The driver's share: the cost per line of writing a result (``otxlite.app.predict._Outputs``), which bounds what
-   one Ray driver can collect; file and line sizes, which bound what storage must deliver.
+   one Ray driver can collect; file and line sizes, which bound what storage must deliver and take.
+6. On paper: the core-milliseconds per image of the one-process run (start-up left out) scaled to 50 machines of
+   16 cores, and the storage, output and Ray driver load that would make.
 
 OpenVINO runs with ``INFERENCE_PRECISION_HINT=f32`` (otxlite's predictor pins it): INT8 layers in INT8, the rest
 in f32, on any CPU.
@@ -170,6 +172,21 @@ def driver_cost(predictions: Path, repeats: int = 3) -> dict[str, Any]:
     return {"us_per_line": round(best / len(lines) * 1e6, 1), "mean_line_bytes": round(sum(sizes) / len(sizes))}
 
 
+def projection(report: dict[str, Any], machines: int = 50, cores: int = 16) -> dict[str, Any]:
+    """On paper, from the one-process run: what ``machines`` of ``cores`` give, and what storage, output and one
+    Ray driver must then carry."""
+    one = report["throughput"][0]
+    steady = one["images"] / (one["wall_s"] - report["startup_s"])  # start-up left out
+    core_ms = 1000 * report["machine"]["cores"] / steady
+    total = machines * cores * 1000 / core_ms
+    return {"steady_images_per_s_one_process": round(steady, 1), "core_ms_per_image": round(core_ms, 1),
+            f"images_per_s_per_{cores}_core_machine": round(cores * 1000 / core_ms),
+            f"images_per_s_{machines}_machines": round(total),
+            f"storage_mb_per_s_{machines}_machines": round(total * report["images"]["mean_file_kib"] * 1024 / 1e6),
+            f"output_mb_per_s_{machines}_machines": round(total * report["driver"]["mean_line_bytes"] / 1e6),
+            "ray_driver_lines_per_s_ceiling": round(1e6 / report["driver"]["us_per_line"])}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=2000, help="real-size images for the throughput runs")
@@ -251,6 +268,7 @@ def main() -> None:
             "memory": memory_report,
             "driver": driver_cost(runs_dir / "one" / "predictions.jsonl"),
         }
+        report["projection"] = projection(report)
         write_json_atomic(args.output, report)
         print(f"wrote {args.output}")
 
