@@ -190,8 +190,9 @@ def predict(
     from otxlite.app.predict import predict as run_prediction
     from otxlite.cli.render import print_summary
 
-    result = run_prediction(load_weights, input, output, confidence_threshold, max_polygon_points, explain, overlays,
-                            shard, max_errors, engine, workers, threads, ray_address)
+    result = run_prediction(load_weights, input, output, confidence_threshold, max_polygon_points, explain,
+                            overlays=overlays, shard=shard, max_errors=max_errors, engine=engine, workers=workers,
+                            threads=threads, ray_address=ray_address)
     resumed = f" ({result.resumed} already in the output from an earlier run)" if result.resumed else ""
     console.print(f"{result.images} images, {result.detections} detections{resumed}, {result.unreadable} images "
                   f"could not be read, {len(result.skipped)} other files skipped")
