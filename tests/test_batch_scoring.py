@@ -271,3 +271,25 @@ def test_ray_with_two_workers_scores_as_the_plain_run(exported_ir: Path, photos:
     assert result.images == 32
     assert lines(tmp_path / "ray") == lines(plain_run)
     assert (tmp_path / "ray" / "predictions.json").read_text() == (plain_run / "predictions.json").read_text()
+
+
+class _Cluster:
+    """What ``_actor_sizes`` reads of Ray: the alive machines and their CPUs."""
+
+    def __init__(self, *cpus: int) -> None:
+        self.cpus = cpus
+
+    def nodes(self) -> list[dict]:
+        return [{"Alive": True, "Resources": {"CPU": float(n)}} for n in self.cpus] + [{"Alive": False, "Resources": {}}]
+
+
+def test_ray_workers_default_to_one_per_machine_and_must_fit() -> None:
+    from otxlite.runtime.ray_engine import _actor_sizes
+
+    assert _actor_sizes(_Cluster(16, 16, 16), None, None, "auto") == (3, 16)
+    assert _actor_sizes(_Cluster(2), 2, None, None) == (2, 1)
+    assert _actor_sizes(_Cluster(16, 8), 6, None, "auto") == (6, 4)
+    with pytest.raises(OtxliteError, match=r"--workers 3 x --threads 1: the local Ray of this machine has room for 2"):
+        _actor_sizes(_Cluster(2), 3, None, None)
+    with pytest.raises(OtxliteError, match="room for 0 such workers"):
+        _actor_sizes(_Cluster(8, 8), 1, 12, "auto")  # 12 threads fit on no 8-core machine
