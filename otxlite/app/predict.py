@@ -20,7 +20,7 @@ from otxlite.core.fileio import atomic_path, write_json_atomic
 from otxlite.app.export import openvino_model
 from otxlite.core.model_files import model_kind
 from otxlite.core.runs import run_folder, run_folder_lock
-from otxlite.runtime.batch import JsonlLog, Shard
+from otxlite.runtime.batch import JsonlLog, OnLine, Shard
 from otxlite.runtime.images import InputImage
 
 PREDICTIONS_FILE = "predictions.jsonl"
@@ -66,7 +66,7 @@ class ImageScorer:
             if folder is not None:
                 folder.mkdir(parents=True, exist_ok=True)
 
-    def score(self, images: Iterable[InputImage], on_line: Any) -> None:
+    def score(self, images: Iterable[InputImage], on_line: OnLine) -> None:
         """``on_line(name, kind, line, detections)`` for every image: ``PREDICTION``, its entry (in input order) and
         how many detections it holds, or ``ERROR``, ``{"file", "path", "error"}`` and 0 as soon as the image fails to
         decode."""

@@ -9,11 +9,13 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 from otxlite.core.errors import OtxliteError
 from otxlite.runtime.images import InputImage
 
+# What a scorer calls once per image: on_line(name, kind, json_line, detections).
+OnLine = Callable[[str, str, str, int], None]
 SYNC_SECONDS = 2.0  # fsync at most this often: a power cut loses at most the last seconds, a torn line is dropped
 
 

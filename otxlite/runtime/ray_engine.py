@@ -15,11 +15,10 @@ from typing import Any, Callable
 
 from otxlite.core.console import is_verbose
 from otxlite.core.errors import OtxliteError
+from otxlite.runtime.batch import OnLine
 from otxlite.runtime.images import InputImage
 
 BATCH_SIZE = 8  # images per map_batches call: enough to keep an actor's infer requests busy, few lost on a kill
-# A scorer: score(images, on_line) calls on_line(name, kind, json_line, detections) once per image.
-OnLine = Callable[[str, str, str, int], None]
 
 
 def import_ray() -> Any:
