@@ -180,28 +180,43 @@ def optimize(
 @app.command()
 def predict(
     load_weights: Annotated[Path, typer.Option("--load-weights", help="openvino.xml (or weights.pth, exported first).")],
-    input: Annotated[str, typer.Option("--input", "-i", help="An image, a folder of images, or a glob like 'photos/*.jpg'.")],
-    output: Output = None,
+    input: Annotated[str, typer.Option("--input", "-i", help="An image, a folder of images, a glob like 'photos/**/*.jpg', or @list.txt (one image path a line, relative to the list's folder).")],
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Run folder (default: a new folder under otxlite-runs/). Run the same command with the same -o again to continue a stopped run.")] = None,
     confidence_threshold: Annotated[Optional[float], typer.Option("--confidence-threshold", min=0.0, max=1.0, help="Keep detections scoring at least this (default: the model's own).")] = None,
     max_polygon_points: Annotated[Optional[int], typer.Option("--max-polygon-points", min=3, help="Simplify each polygon to at most N points.")] = None,
     explain: Annotated[bool, typer.Option("--explain", help="Also write saliency maps per class into saliency/ (as `otxlite explain`).")] = False,
+    overlays: Annotated[Optional[bool], typer.Option("--overlays/--no-overlays", help="Draw each image's masks into overlays/ (default: for runs up to 300 images).")] = None,
+    shard: Annotated[Optional[str], typer.Option("--shard", help="I/N: score only part I of N (0-based) of the images, chosen by a hash of each name (stable when files are added); one command per part, each with its own -o.")] = None,
+    max_errors: Annotated[Optional[int], typer.Option("--max-errors", help="Stop once more than N images could not be read (default: no limit; each is listed in errors.jsonl).")] = None,
+    engine: Annotated[str, typer.Option("--engine", help="process (this process, OpenVINO's async requests) or ray (Ray Data actors, one model each; pip install 'otxlite[ray]').")] = "process",
+    ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="With --engine ray: the Ray cluster to run on, e.g. ray://head:10001 or auto (default: a local Ray started for this run).")] = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", help="With --engine ray: how many actors, one compiled model each (default: one per machine).")] = None,
+    threads: Annotated[Optional[int], typer.Option("--threads", help="OpenVINO CPU threads per process or Ray worker (default: every core; with Ray, a machine's cores over its workers).")] = None,
     verbose: Verbose = False,
 ) -> None:
-    """Predict instance masks with OpenVINO; writes predictions.json (AzureML schema) and overlays/*.png.
+    """Predict instance masks with OpenVINO; streams predictions.jsonl (AzureML schema, one image a line), also
+    predictions.json (up to 10,000 images), errors.jsonl and overlays/*.png. A stopped run continues when rerun.
 
     Example: otxlite predict --load-weights runs/effnet/openvino/openvino.xml -i photos/ -o runs/effnet/pred
     """
     from otxlite.app.predict import predict as run_prediction
     from otxlite.cli.render import print_summary
 
-    result = run_prediction(load_weights, input, output, confidence_threshold, max_polygon_points, explain)
-    console.print(f"{result.images} images, {result.detections} detections, {len(result.unreadable)} images could not "
-                  f"be read, {len(result.skipped)} other files skipped")
-    outputs = {"predictions": result.predictions, "overlays": result.overlays}
+    result = run_prediction(load_weights, input, output, confidence_threshold, max_polygon_points, explain,
+                            overlays=overlays, shard=shard, max_errors=max_errors, engine=engine, workers=workers,
+                            threads=threads, ray_address=ray_address)
+    resumed = f" ({result.resumed} already in the output from an earlier run)" if result.resumed else ""
+    console.print(f"{result.images} images, {result.detections} detections{resumed}, {result.unreadable} images "
+                  f"could not be read, {len(result.skipped)} other files skipped")
+    outputs = {"predictions": result.predictions} | ({"as one array": result.predictions_json}
+                                                     if result.predictions_json else {})
+    if result.overlays is not None:
+        outputs["overlays"] = result.overlays
     if result.errors is not None:
         outputs["unreadable images"] = result.errors
-    print_summary("Prediction finished", None, outputs | ({"saliency maps": result.overlays.parent / "saliency"}
-                                                           if explain else {}))
+    if explain:
+        outputs["saliency maps"] = result.predictions.parent / "saliency"
+    print_summary("Prediction finished", None, outputs)
 
 
 @app.command()

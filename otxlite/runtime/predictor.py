@@ -168,24 +168,36 @@ class RequestPool:
                 self.idle.put(request)
 
 
+def read_ir(xml: Path, core: Any = None) -> tuple[Any, ModelMetadata]:
+    """An IR file as OpenVINO reads it, and the metadata otxlite's export put in it (one paragraph if either fails)."""
+    import openvino as ov
+
+    try:
+        model = (core or ov.Core()).read_model(str(xml))
+    except RuntimeError as err:
+        raise OtxliteError(f"--load-weights {xml}: OpenVINO cannot read this IR ({err}).") from err
+    return model, read_metadata(model, xml)
+
+
 class Predictor:
     """An exported otxlite IR compiled on an OpenVINO device, with its request pool."""
 
-    def __init__(self, xml: Path | Any, device: str = "CPU", hint: str = "LATENCY") -> None:
-        """``xml``: an IR file, or an ``openvino.Model`` in memory (e.g. a candidate INT8 model)."""
+    def __init__(self, xml: Path | Any, device: str = "CPU", hint: str = "LATENCY", threads: int = 0) -> None:
+        """``xml``: an IR file, or an ``openvino.Model`` in memory (e.g. a candidate INT8 model); ``threads``: the
+        CPU threads OpenVINO may use (0: every core)."""
         import openvino as ov
 
         core = ov.Core()
         if isinstance(xml, ov.Model):
             model, xml = xml, Path("<in-memory model>")
+            self.metadata: ModelMetadata = read_metadata(model, Path(xml))
         else:
-            try:
-                model = core.read_model(str(xml))
-            except RuntimeError as err:
-                raise OtxliteError(f"--load-weights {xml}: OpenVINO cannot read this IR ({err}).") from err
-        self.metadata: ModelMetadata = read_metadata(model, Path(xml))
+            model, self.metadata = read_ir(Path(xml), core)
         # f32: CPUs with bf16 units would otherwise run FP32 layers in bf16 and drift from PyTorch's results.
-        self.compiled = core.compile_model(model, device, {"PERFORMANCE_HINT": hint, "INFERENCE_PRECISION_HINT": "f32"})
+        config = {"PERFORMANCE_HINT": hint, "INFERENCE_PRECISION_HINT": "f32"}
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = threads
+        self.compiled = core.compile_model(model, device, config)
         self.input_dtype = self.compiled.input(0).get_element_type().to_dtype()
         output_names = {name for output in self.compiled.outputs for name in output.get_names()}
         needed = ["boxes", "labels", mask_output(self.metadata)]
