@@ -18,7 +18,7 @@ def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def check_model_api_agrees(xml: Path, image_file: Path, model_api_class: str) -> int:
-    """Model API loads ``xml`` as ``model_api_class`` (from the IR's own metadata) and finds what otxlite's
+    """Model API loads ``xml`` as the class registered as ``model_api_class`` (the IR's own ``model_type``) and finds what otxlite's
     predictor finds above the model's threshold: the same detections (labels, scores), and every mask over
     ``LARGE_MASK_PIXELS`` at IoU >= 0.9. Returns how many large masks were compared."""
     import openvino as ov
@@ -29,7 +29,7 @@ def check_model_api_agrees(xml: Path, image_file: Path, model_api_class: str) ->
 
     image = cv2.imread(str(image_file))
     model = Model.create_model(OpenvinoAdapter(ov.Core(), str(xml), device="CPU", plugin_config=F32))
-    assert type(model).__name__ == model_api_class
+    assert model.__model__ == model_api_class, type(model).__name__
     theirs = model(image)
     predictor = Predictor(xml)
     threshold = predictor.metadata.confidence_threshold

@@ -124,7 +124,7 @@ def test_export_writes_ir_and_label_schema(exported_ir: Path) -> None:
 
 
 def test_ir_signature_and_metadata(exported_ir: Path, trained_run) -> None:
-    from otxlite.core.artifacts import ModelMetadata, load_weights, read_metadata
+    from otxlite.core.artifacts import load_weights, read_metadata
 
     model = read_ir(exported_ir)
     assert [tuple(p.shape) for p in model.inputs] == [(1, 3, 128, 128)]
@@ -139,7 +139,7 @@ def test_ir_signature_and_metadata(exported_ir: Path, trained_run) -> None:
     assert info(model, "model_info", "model_type") == "MaskRCNN"
     assert info(model, "model_info", "labels").split() == ["otx_empty_lbl", *LABELS]
     assert info(model, "model_info", "label_ids").split() == ["None", "0", "1", "2"]
-    record = ModelMetadata.from_dict(load_weights(trained_run.weights)["record"])
+    record = load_weights(trained_run.weights).record
     assert float(info(model, "model_info", "confidence_threshold")) == pytest.approx(record.confidence_threshold)
     assert json.loads(info(model, "otxlite", "labels")) == LABELS
     assert info(model, "otxlite", "input_size") == "128 128"
@@ -249,7 +249,7 @@ def test_model_api_runs_solov2(solov2_ir: Path, sample_dataset: Path) -> None:
     from model_api.models import Model
 
     model = Model.create_model(OpenvinoAdapter(ov.Core(), str(solov2_ir), device="CPU", plugin_config=F32))
-    assert type(model).__name__ == "DETRInstSeg"
+    assert model.__model__ == "DETRInstSeg"  # DETRInstanceSegmentation
     model.set_param("confidence_threshold", 0.0)
     image = cv2.resize(val_image(sample_dataset), (96, 96))
     result = model(image)
