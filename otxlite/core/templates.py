@@ -272,7 +272,7 @@ def check_allowed(key: str, value: Any, source: str = "--param", input_size_mult
         raise OtxliteError(f"{source} {key}={value!r} is out of range: it must be {allowed.describe()}.")
 
 
-def _check_key(key: str, leaves: dict[str, Any], source: str) -> None:
+def check_key(key: str, leaves: dict[str, Any], source: str) -> None:
     """Raise a one-paragraph error naming similar keys if ``key`` is not a hyper-parameter."""
     if key not in leaves:
         close = difflib.get_close_matches(key, list(leaves), n=3, cutoff=0.6)
@@ -287,7 +287,7 @@ def apply_overrides(hyper_parameters: dict[str, Any], params: list[str],
     leaves = flatten_keys(hyper_parameters)
     for param in params:
         key, value = parse_param(param)
-        _check_key(key, leaves, "--param")
+        check_key(key, leaves, "--param")
         value = _check_type(key, leaves[key], value)
         check_allowed(key, value, input_size_multiple=input_size_multiple)
         *parents, last = key.split(".")
@@ -326,7 +326,7 @@ def parse_dimension(key: str, spec: Any, hyper_parameters: dict[str, Any], sourc
     """A search dimension of hyper-parameter ``key`` from ``spec`` (``{low, high[, log][, step]}`` or
     ``{choices: [...]}``), every value checked as a ``--param`` is: key, type and allowed range."""
     leaves = flatten_keys(hyper_parameters)
-    _check_key(key, leaves, source)
+    check_key(key, leaves, source)
     default = leaves[key]
     example = "{low: 0.001, high: 0.01, log: true} or {choices: [2, 4, 8]}"
     if not isinstance(spec, dict) or not spec or set(spec) - DIMENSION_KEYS or (
