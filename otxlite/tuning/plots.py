@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import Any
 
 import optuna
 
@@ -12,10 +13,12 @@ from otxlite.core.fileio import atomic_path
 from otxlite.tuning.space import TEMPLATE, TemplateSpace
 
 
-def _save(axes: object, path: Path) -> None:
+def _save(axes: Any, path: Path, title: str | None = None) -> None:
     import matplotlib.pyplot as plt
 
-    figure = axes.figure if hasattr(axes, "figure") else axes.flat[0].figure
+    if title:
+        axes.set_title(title)
+    figure = axes.figure
     figure.set_size_inches(8, 4.5)
     figure.tight_layout()
     with atomic_path(path) as tmp:
@@ -31,12 +34,14 @@ def plot_study(study: optuna.Study, spaces: list[TemplateSpace], plots_dir: Path
     from optuna.visualization import matplotlib as plots
 
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    warnings.filterwarnings("ignore", message=".*identical low and high xlims")  # one template: one column
     plots_dir.mkdir(parents=True, exist_ok=True)
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     if not complete:
         return ["no plots: no trial has finished"]
     _save(plots.plot_optimization_history(study, target_name="mask mAP"), plots_dir / "optimization_history.png")
-    _save(plots.plot_slice(study, params=[TEMPLATE], target_name="mask mAP"), plots_dir / "templates.png")
+    _save(plots.plot_slice(study, params=[TEMPLATE], target_name="mask mAP"), plots_dir / "templates.png",
+          "mask mAP of each template")
     notes = []
     for space in spaces:
         names = [space.parameter(key) for key in space.dimensions]
