@@ -4,6 +4,7 @@ pruner says so or the study's time is up."""
 
 from __future__ import annotations
 
+import shutil
 import socket
 import time
 from pathlib import Path
@@ -59,6 +60,7 @@ def run_trial(trial: optuna.Trial, spaces: list[TemplateSpace], trials_dir: Path
     ran)."""
     space, values = suggest(trial, spaces)
     run_dir = trials_dir / f"trial_{trial.number:04d}"
+    shutil.rmtree(run_dir, ignore_errors=True)  # left by a study of this name that was deleted: not this trial's
     trial.set_user_attr(RUN_DIR, str(run_dir.resolve()))
     trial.set_user_attr(HOST, socket.gethostname())
     hook = TrialHook(trial, deadline)
