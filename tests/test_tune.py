@@ -177,6 +177,22 @@ def test_the_best_scored_trial_on_this_machine_is_promoted_whole(tmp_path):
     assert [row["mask_mAP"] for row in rows] == ["0.3", "0.5", "0.6", ""] and rows[0][LR] == "0.001"
 
 
+@pytest.mark.parametrize(("templates", "options", "message"), [
+    (["RTMDet-Ins-tiny"], {"time_budget": 0}, "--time-budget 0: give a positive number of seconds"),
+    (["RTMDet-Ins-tiny"], {"time_budget": 60, "trials": 0}, "--trials 0: give at least 1"),
+    (["RTMDet-Ins-tny"], {"time_budget": 60}, "Unknown template 'RTMDet-Ins-tny'. Did you mean RTMDet-Ins-tiny"),
+    (["RTMDet-Ins-tiny"], {"time_budget": 60, "params": [f"{BATCH}=0"]}, f"--param {BATCH}=0 is out of range"),
+    (["RTMDet-Ins-tiny"], {"time_budget": 60, "val_root": Path("/nonexistent")}, "--val-data-roots"),
+])
+def test_bad_tune_input_stops_before_the_output_folder(tmp_path, templates, options, message):
+    from otxlite.app.tune import tune
+
+    data = make_sample_dataset(tmp_path / "data", num_train=1, num_val=1, size=64)
+    with pytest.raises(OtxliteError) as error:
+        tune(templates, data, output=tmp_path / "out", **options)
+    assert message in str(error.value) and not (tmp_path / "out").exists()
+
+
 def otxlite(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "otxlite.cli", *args], capture_output=True, text=True,
                           timeout=timeout, env=dict(os.environ, COLUMNS="200"))
