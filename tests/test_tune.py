@@ -24,10 +24,9 @@ from otxlite.core.errors import OtxliteError
 from otxlite.core.runs import LOCK_FILE
 from otxlite.core.templates import apply_overrides, flatten_keys, list_templates, load_template_file
 from otxlite.data.sample_data import make_sample_dataset
-from otxlite.tuning.results import best_trial, promote, trial_rows, write_trials_csv
+from otxlite.tuning.results import RUN_DIR, best_trial, promote, trial_rows, write_trials_csv
 from otxlite.tuning.space import TEMPLATE, as_params, build_spaces, suggest
 from otxlite.tuning.study import open_storage, open_study
-from otxlite.tuning.trial import RUN_DIR, TrialHook
 
 REPO = Path(__file__).resolve().parents[1]
 LR = "learning_parameters.learning_rate"
@@ -135,6 +134,8 @@ def test_an_unreachable_storage_is_one_paragraph_without_the_password():
 
 
 def test_the_trial_hook_stops_training_at_the_deadline_only():
+    from otxlite.tuning.trial import TrialHook
+
     trial = optuna.create_study().ask()
     TrialHook(trial, deadline=time.time() + 60).before_train_iter(None, 0)
     with pytest.raises(optuna.TrialPruned, match="deadline"):

@@ -16,8 +16,9 @@ from rich.table import Table
 from otxlite.core.fileio import write_json_atomic, write_text_atomic
 from otxlite.core.runs import LOCK_FILE
 from otxlite.tuning.space import trial_values
-from otxlite.tuning.trial import HOST, RUN_DIR
 
+RUN_DIR = "run_dir"  # trial user attributes (set by otxlite.tuning.trial): its run folder, and on which machine
+HOST = "host"
 SCORED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)  # pruned trials keep their best so far
 TABLE_ROWS = 15
 

@@ -14,10 +14,8 @@ import optuna
 from mmengine.hooks import Hook
 
 from otxlite.training.config import MONITOR
+from otxlite.tuning.results import HOST, RUN_DIR
 from otxlite.tuning.space import TemplateSpace, as_params, suggest
-
-RUN_DIR = "run_dir"  # trial user attributes: where its run folder is, on which machine
-HOST = "host"
 
 
 class TrialHook(Hook):
