@@ -3,6 +3,7 @@ such as PostgreSQL, which several processes share), TPE sampling and Hyperband p
 
 from __future__ import annotations
 
+import time
 import warnings
 from typing import Any
 
@@ -16,6 +17,7 @@ GRACE_S = 30
 STARTUP_TRIALS = 5  # random trials before TPE models the results
 REDUCTION_FACTOR = 3  # Hyperband keeps the best third at each rung
 CONNECT_TIMEOUT_S = 10
+CREATE_ATTEMPTS = 3  # processes starting on a new database at once race to create its tables
 SETUP = "otxlite_setup"  # study user attribute: the templates, fixed parameters and search spaces
 
 
@@ -32,14 +34,20 @@ def shown_url(url: str) -> str:
 
 def open_storage(url: str) -> optuna.storages.RDBStorage:
     """Connect to ``url`` (created if new), with heartbeats so a killed process's running trial is failed later."""
-    from sqlalchemy.exc import SQLAlchemyError
+    from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
     optuna.logging.set_verbosity(optuna.logging.INFO if is_verbose() else optuna.logging.ERROR)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     engine_kwargs = {"connect_args": {"connect_timeout": CONNECT_TIMEOUT_S}} if url.startswith("postgresql") else {}
     try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_S,
-                                          grace_period=GRACE_S)
+        for attempt in range(CREATE_ATTEMPTS):
+            try:
+                return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_S,
+                                                  grace_period=GRACE_S)
+            except IntegrityError:  # another process created the tables at the same moment: they exist now
+                if attempt + 1 == CREATE_ATTEMPTS:
+                    raise
+                time.sleep(1.0)
     except ImportError as err:
         raise OtxliteError(f"--storage {shown_url(url)}: its database driver is not installed ({err}). For "
                            "PostgreSQL, install otxlite's postgres extra, or: pip install psycopg psycopg-binary") from None
