@@ -133,13 +133,16 @@ def test_an_unreachable_storage_is_one_paragraph_without_the_password():
     assert "cannot open the study database" in str(error.value) and "secret" not in str(error.value)
 
 
-def test_the_trial_hook_stops_training_at_the_deadline_only():
-    from otxlite.tuning.trial import TrialHook
+def test_the_deadline_hook_stops_training_at_the_deadline_only_and_before_any_other_hook():
+    from otxlite.training.hooks import BatchNormStatisticsHook
+    from otxlite.tuning.trial import DeadlineHook
 
-    trial = optuna.create_study().ask()
-    TrialHook(trial, deadline=time.time() + 60).before_train_iter(None, 0)
-    with pytest.raises(optuna.TrialPruned, match="deadline"):
-        TrialHook(trial, deadline=time.time() - 1).before_val_iter(None, 0)
+    DeadlineHook(time.time() + 60).before_train_iter(None, 0)
+    for stop in (lambda hook: hook.before_train_iter(None, 0), lambda hook: hook.before_val_epoch(None),
+                 lambda hook: hook.before_val_iter(None, 0)):
+        with pytest.raises(optuna.TrialPruned, match="deadline"):
+            stop(DeadlineHook(time.time() - 1))
+    assert DeadlineHook.priority < BatchNormStatisticsHook.priority  # the BN pass before a validation is slow
 
 
 def _scored_trial(study, value, state, run_dir):

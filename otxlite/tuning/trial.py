@@ -18,28 +18,40 @@ from otxlite.tuning.results import HOST, RUN_DIR
 from otxlite.tuning.space import TemplateSpace, as_params, suggest
 
 
-class TrialHook(Hook):
-    """Reports the best validation mask mAP so far (what the run's ``weights.pth`` holds) at each validation, with the
-    epoch as the step, and raises ``optuna.TrialPruned`` when the pruner prunes the trial or, at the next iteration,
-    once ``deadline`` (``time.time()``) has passed: the run folder keeps its best model and the trial counts as pruned.
-    Runs after otxlite's own hooks (RunFolderHook 48, ResultsCsvHook 70, ProgressHook 90) have handled a validation."""
+class DeadlineHook(Hook):
+    """Raises ``optuna.TrialPruned`` at the first iteration or validation that would start after ``deadline``
+    (``time.time()``): the run folder keeps its best model and the trial counts as pruned. Runs before every other
+    hook, so a validation's BatchNorm statistics pass does not start after the deadline either."""
 
-    priority = 95
+    priority = 0
 
-    def __init__(self, trial: optuna.Trial, deadline: float) -> None:
-        self.trial = trial
+    def __init__(self, deadline: float) -> None:
         self.deadline = deadline
-        self.best: float | None = None
 
-    def _check_deadline(self) -> None:
+    def _check(self) -> None:
         if time.time() >= self.deadline:
             raise optuna.TrialPruned("stopped at the time budget's deadline")
 
     def before_train_iter(self, runner: Any, batch_idx: int, data_batch: Any = None) -> None:
-        self._check_deadline()
+        self._check()
+
+    def before_val_epoch(self, runner: Any) -> None:
+        self._check()
 
     def before_val_iter(self, runner: Any, batch_idx: int, data_batch: Any = None) -> None:
-        self._check_deadline()
+        self._check()
+
+
+class TrialHook(Hook):
+    """Reports the best validation mask mAP so far (what the run's ``weights.pth`` holds) at each validation, with the
+    epoch as the step, and raises ``optuna.TrialPruned`` when the pruner prunes the trial. Runs after otxlite's own
+    hooks (RunFolderHook 48, ResultsCsvHook 70, ProgressHook 90) have handled the validation."""
+
+    priority = 95
+
+    def __init__(self, trial: optuna.Trial) -> None:
+        self.trial = trial
+        self.best: float | None = None
 
     def after_val_epoch(self, runner: Any, metrics: dict[str, float] | None = None) -> None:
         score = (metrics or {}).get(MONITOR)
@@ -61,6 +73,7 @@ def run_trial(trial: optuna.Trial, spaces: list[TemplateSpace], trials_dir: Path
     shutil.rmtree(run_dir, ignore_errors=True)  # left by a study of this name that was deleted: not this trial's
     trial.set_user_attr(RUN_DIR, str(run_dir.resolve()))
     trial.set_user_attr(HOST, socket.gethostname())
-    hook = TrialHook(trial, deadline)
-    train(str(space.template.path), output=run_dir, params=as_params(space, values), extra_hooks=[hook])
+    hook = TrialHook(trial)
+    train(str(space.template.path), output=run_dir, params=as_params(space, values),
+          extra_hooks=[DeadlineHook(deadline), hook])
     return hook.best if hook.best is not None else float("nan")
