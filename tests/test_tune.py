@@ -24,7 +24,7 @@ from otxlite.core.errors import OtxliteError
 from otxlite.core.runs import LOCK_FILE
 from otxlite.core.templates import apply_overrides, flatten_keys, list_templates, load_template_file
 from otxlite.data.sample_data import make_sample_dataset
-from otxlite.tuning.results import RUN_DIR, best_trial, promote, trial_rows, write_trials_csv
+from otxlite.tuning.results import RUN_DIR, VALUES, best_trial, promote, trial_rows, write_trials_csv
 from otxlite.tuning.space import TEMPLATE, as_params, build_spaces, suggest
 from otxlite.tuning.study import open_storage, open_study
 
@@ -151,7 +151,8 @@ def _scored_trial(study, value, state, run_dir):
                      f"A/{LR}": optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True)}
     study.add_trial(optuna.trial.create_trial(
         params={TEMPLATE: "A", f"A/{LR}": 1e-3}, distributions=distributions, state=state,
-        value=value, intermediate_values={3: value} if value is not None else {}, user_attrs={RUN_DIR: str(run_dir)}))
+        value=value, intermediate_values={3: value} if value is not None else {},
+        user_attrs={RUN_DIR: str(run_dir), VALUES: {LR: 1e-3, "data.input_size": [320, 320]}}))
 
 
 def test_the_best_scored_trial_on_this_machine_is_promoted_whole(tmp_path):
@@ -173,7 +174,8 @@ def test_the_best_scored_trial_on_this_machine_is_promoted_whole(tmp_path):
     assert (tmp_path / "best" / "models" / "weights.pth").read_text() == "1"
     assert not (tmp_path / "best" / "stale.txt").exists() and not (tmp_path / "best" / LOCK_FILE).exists()
     written = json.loads((tmp_path / "performance.json").read_text())
-    assert written == performance and written["template"] == "A" and written["params"] == {LR: 1e-3}
+    assert written == performance and written["template"] == "A"
+    assert written["params"] == {LR: 1e-3, "data.input_size": [320, 320]}  # values as otxlite reads them
     assert written["mask_mAP"] == 0.5 and written["state"] == "PRUNED"
     write_trials_csv(trial_rows(study), tmp_path / "trials.csv")
     rows = list(csv.DictReader(open(tmp_path / "trials.csv")))

@@ -17,8 +17,9 @@ from otxlite.core.fileio import write_json_atomic, write_text_atomic
 from otxlite.core.runs import LOCK_FILE
 from otxlite.tuning.space import trial_values
 
-RUN_DIR = "run_dir"  # trial user attributes (set by otxlite.tuning.trial): its run folder, and on which machine
+RUN_DIR = "run_dir"  # trial user attributes (set by otxlite.tuning.trial): its run folder, on which machine,
 HOST = "host"
+VALUES = "values"  # and its hyper-parameter values as otxlite reads them (Optuna shows a list choice as text)
 SCORED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)  # pruned trials keep their best so far
 TABLE_ROWS = 15
 
@@ -76,9 +77,9 @@ def promote(trial: optuna.trial.FrozenTrial, out: Path, study_name: str, storage
     shutil.copytree(run_dir, staging, ignore=shutil.ignore_patterns(LOCK_FILE))
     shutil.rmtree(best, ignore_errors=True)
     staging.rename(best)
-    template, values = trial_values(trial.params)
+    template, shown = trial_values(trial.params)
     validation = best / "performance.json"
-    performance = {"template": template, "params": values, "trial": trial.number, "state": trial.state.name,
+    performance = {"template": template, "params": trial.user_attrs.get(VALUES, shown), "trial": trial.number, "state": trial.state.name,
                    "mask_mAP": trial.value, "weights": str(best / "models" / "weights.pth"), "study": study_name,
                    "storage": storage, "validation": json.loads(validation.read_text()) if validation.is_file() else None}
     write_json_atomic(out / "performance.json", performance)

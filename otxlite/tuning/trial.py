@@ -14,7 +14,7 @@ import optuna
 from mmengine.hooks import Hook
 
 from otxlite.training.config import MONITOR
-from otxlite.tuning.results import HOST, RUN_DIR
+from otxlite.tuning.results import HOST, RUN_DIR, VALUES
 from otxlite.tuning.space import TemplateSpace, as_params, suggest
 
 
@@ -73,6 +73,7 @@ def run_trial(trial: optuna.Trial, spaces: list[TemplateSpace], trials_dir: Path
     shutil.rmtree(run_dir, ignore_errors=True)  # left by a study of this name that was deleted: not this trial's
     trial.set_user_attr(RUN_DIR, str(run_dir.resolve()))
     trial.set_user_attr(HOST, socket.gethostname())
+    trial.set_user_attr(VALUES, values)
     hook = TrialHook(trial)
     train(str(space.template.path), output=run_dir, params=as_params(space, values),
           extra_hooks=[DeadlineHook(deadline), hook])
