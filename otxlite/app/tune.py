@@ -29,8 +29,9 @@ class TuneResult:
 
 
 def reserve_s(budget: float) -> float:
-    """Seconds kept at the end of the budget for stopping the last trial and writing the outputs."""
-    return min(60.0, max(10.0, 0.1 * budget))
+    """Seconds kept at the end of the budget for stopping the last trial (its current iteration, or the start of a
+    trial begun just before: data conversion and the model, slower on a busy machine) and writing the outputs."""
+    return min(90.0, max(20.0, 0.15 * budget))
 
 
 def tune(templates: list[str], train_root: Path, *, time_budget: float, val_root: Path | None = None,
