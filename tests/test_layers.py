@@ -25,8 +25,9 @@ MAY_IMPORT = {
     "training": {"core", "data", "families", "models", "report", "training"},
     "export": {"core", "data", "export", "families", "models"},
     "quantization": {"core", "data", "export", "quantization", "runtime"},
+    "tuning": {"core", "data", "families", "models", "report", "training", "tuning"},
     "app": {"core", "data", "families", "models", "report", "runtime", "serve", "training", "export",
-            "quantization"},
+            "quantization", "tuning"},
     "cli": {"core", "data", "serve", "app", "cli"},
 }
 

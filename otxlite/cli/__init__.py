@@ -99,6 +99,46 @@ def train(
         "performance": result.run_dir / "performance.json"})
 
 
+@app.command()
+def tune(
+    templates: Annotated[list[str], typer.Argument(help="One or more templates (YAML path, id or name) to choose from.")],
+    train_data_roots: Annotated[Path, typer.Option("--train-data-roots", help="Training dataset folder.")],
+    time_budget: Annotated[float, typer.Option("--time-budget", help="Wall-clock seconds for the whole search; the trial running at the end is stopped and counts as pruned.")],
+    val_data_roots: Annotated[Optional[Path], typer.Option("--val-data-roots", help="Validation dataset folder (default: the train folder's val subset, or an 80/20 split).")] = None,
+    trials: Annotated[Optional[int], typer.Option("--trials", help="Stop once the study has this many finished or pruned trials (earlier runs and other processes included).")] = None,
+    storage: Annotated[Optional[str], typer.Option("--storage", help="Study database URL shared by several processes, e.g. postgresql://user:password@host/db (default: OUT/study.db, SQLite).")] = None,
+    study: Annotated[str, typer.Option("--study", help="Study name in the storage; rerun with the same one to continue it.")] = "otxlite-tune",
+    output: Output = None,
+    param: Annotated[Optional[list[str]], typer.Option("--param", help="Fix a hyper-parameter in every template that has it: KEY=VALUE (no longer searched). Repeatable.")] = None,
+    hpo: Annotated[Optional[list[str]], typer.Option("--hpo", help="Search KEY in another range than the template's hpo: section, e.g. 'learning_parameters.learning_rate={low: 0.001, high: 0.02, log: true}' or 'learning_parameters.batch_size={choices: [2, 4]}'. Repeatable.")] = None,
+    no_pretrained: Annotated[bool, typer.Option("--no-pretrained", help="Train every trial from random weights.")] = False,
+    data_format: DataFormat = None,
+    data_root: DataRoot = None,
+    device: Device = "auto",
+    verbose: Verbose = False,
+) -> None:
+    """Search templates and hyper-parameters (Optuna: TPE, Hyperband pruning) within a time budget; the best trial's run folder becomes OUT/best.
+
+    Writes trials.csv, plots/ and performance.json (the winning template and hyper-parameters); rerun the same command to continue a stopped study.
+
+    Example: otxlite tune RTMDet-Ins-tiny MaskRCNN-EfficientNetB2B --train-data-roots data/my_coco --time-budget 3600 -o runs/tune
+    """
+    from otxlite.app.tune import tune as run_tuning
+    from otxlite.cli.render import print_summary
+
+    result = run_tuning(templates, train_data_roots, time_budget=time_budget, val_root=val_data_roots, trials=trials,
+                        storage=storage, study_name=study, params=param or [], hpo=hpo or [], output=output,
+                        pretrained=not no_pretrained, data_options=DataOptions(data_format, data_root), device=device)
+    for note in result.notes:
+        console.print(f"Note: {note}")
+    if result.best is not None:
+        console.print(f"Best: trial {result.best['trial']}, {result.best['template']}, mask mAP "
+                      f"{result.best['mask_mAP']:.4f}, {result.best['params']}")
+    print_summary("Tuning finished", result.best and result.best["validation"], {
+        "best weights": result.out / "best" / "models" / "weights.pth", "trials": result.out / "trials.csv",
+        "plots": result.out / "plots", "performance": result.out / "performance.json"})
+
+
 @app.command("eval")
 def evaluate(
     load_weights: Annotated[Path, typer.Option("--load-weights", help="A trained model: weights.pth or openvino.xml.")],

@@ -1,8 +1,8 @@
-"""Model templates: discovery, loading, validation and ``--param`` overrides.
+"""Model templates: discovery, loading, validation, ``--param`` overrides and the ``hpo:`` search space.
 
-A template is a small YAML file (see ``templates/``) naming an MMDetection config
-and the hyper-parameters a user may change. Nothing here imports the OpenMMLab
-stack, so ``otxlite find`` and template errors stay fast.
+A template is a small YAML file (see ``templates/``) naming an MMDetection config,
+the hyper-parameters a user may change and the ranges ``otxlite tune`` searches. Nothing
+here imports the OpenMMLab stack, so ``otxlite find`` and template errors stay fast.
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ class Template:
     gigaflops: float | None = None
     size: float | None = None
     coco_checkpoint: str | None = None  # COCO-pretrained detector (URL or path) the training starts from
+    hpo: dict[str, Dimension] = field(default_factory=dict)  # what ``otxlite tune`` searches, by dotted key
 
     @property
     def pretrained_start(self) -> str:
@@ -95,6 +96,9 @@ def load_template_file(path: Path) -> Template:
     for key, value in flatten_keys(hyper_parameters).items():
         check_allowed(key, value, source=f"Template {path}: hyper_parameters",
                       input_size_multiple=family.input_size_multiple)
+    hpo = raw.get("hpo") or {}
+    if not isinstance(hpo, dict):
+        raise OtxliteError(f"Template {path}: `hpo` must be a mapping of hyper-parameter keys to ranges or choices.")
     return Template(
         path=path.resolve(),
         model_template_id=str(raw["model_template_id"]),
@@ -107,6 +111,8 @@ def load_template_file(path: Path) -> Template:
         gigaflops=raw.get("gigaflops"),
         size=raw.get("size"),
         coco_checkpoint=raw.get("coco_checkpoint"),
+        hpo={key: parse_dimension(str(key), spec, hyper_parameters, f"Template {path}: hpo",
+                                  family.input_size_multiple) for key, spec in hpo.items()},
     )
 
 
@@ -164,7 +170,7 @@ def parse_param(param: str) -> tuple[str, Any]:
         raise OtxliteError(f"--param {key}: cannot parse the value '{text}' ({err}).") from err
 
 
-def _check_type(key: str, default: Any, value: Any) -> Any:
+def _check_type(key: str, default: Any, value: Any, source: str = "--param") -> Any:
     """Return ``value`` if it has the type of ``default`` (ints may stand for floats)."""
     if isinstance(default, bool) or isinstance(value, bool):
         ok = isinstance(default, bool) and isinstance(value, bool)
@@ -188,7 +194,7 @@ def _check_type(key: str, default: Any, value: Any) -> Any:
         ok = isinstance(value, type(default))
     if not ok:
         raise OtxliteError(
-            f"--param {key}={value!r} has the wrong type: the template's value is {default!r} "
+            f"{source} {key}={value!r} has the wrong type: the template's value is {default!r} "
             f"({type(default).__name__}). Give a value of the same kind."
         )
     return value
@@ -266,6 +272,14 @@ def check_allowed(key: str, value: Any, source: str = "--param", input_size_mult
         raise OtxliteError(f"{source} {key}={value!r} is out of range: it must be {allowed.describe()}.")
 
 
+def check_key(key: str, leaves: dict[str, Any], source: str) -> None:
+    """Raise a one-paragraph error naming similar keys if ``key`` is not a hyper-parameter."""
+    if key not in leaves:
+        close = difflib.get_close_matches(key, list(leaves), n=3, cutoff=0.6)
+        hint = f" Similar keys: {', '.join(close)}." if close else ""
+        raise OtxliteError(f"{source}: unknown key '{key}'.{hint} Valid keys: {', '.join(leaves)}.")
+
+
 def apply_overrides(hyper_parameters: dict[str, Any], params: list[str],
                     input_size_multiple: int = STRIDE) -> dict[str, Any]:
     """Return a copy of ``hyper_parameters`` with ``--param KEY=VALUE`` overrides applied."""
@@ -273,10 +287,7 @@ def apply_overrides(hyper_parameters: dict[str, Any], params: list[str],
     leaves = flatten_keys(hyper_parameters)
     for param in params:
         key, value = parse_param(param)
-        if key not in leaves:
-            close = difflib.get_close_matches(key, list(leaves), n=3, cutoff=0.6)
-            hint = f" Similar keys: {', '.join(close)}." if close else ""
-            raise OtxliteError(f"--param: unknown key '{key}'.{hint} Valid keys: {', '.join(leaves)}.")
+        check_key(key, leaves, "--param")
         value = _check_type(key, leaves[key], value)
         check_allowed(key, value, input_size_multiple=input_size_multiple)
         *parents, last = key.split(".")
@@ -285,3 +296,65 @@ def apply_overrides(hyper_parameters: dict[str, Any], params: list[str],
             node = node[part]
         node[last] = value
     return result
+
+
+@dataclass(frozen=True)
+class Dimension:
+    """One hyper-parameter that ``otxlite tune`` searches: a number from ``low`` to ``high`` (``log``: log-uniform,
+    as for learning rates; ``step``: a grid) when the hyper-parameter is a number, or one of ``choices``."""
+
+    key: str
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+    choices: tuple[Any, ...] = ()
+
+    def spec(self) -> dict[str, Any]:
+        """The YAML form, as written in a template's ``hpo:`` or after ``--hpo KEY=``."""
+        if self.choices:
+            return {"choices": list(self.choices)}
+        return {"low": self.low, "high": self.high} | ({"log": True} if self.log else {}) | (
+            {"step": self.step} if self.step is not None else {})
+
+
+DIMENSION_KEYS = {"low", "high", "log", "step", "choices"}
+
+
+def parse_dimension(key: str, spec: Any, hyper_parameters: dict[str, Any], source: str,
+                    input_size_multiple: int = STRIDE) -> Dimension:
+    """A search dimension of hyper-parameter ``key`` from ``spec`` (``{low, high[, log][, step]}`` or
+    ``{choices: [...]}``), every value checked as a ``--param`` is: key, type and allowed range."""
+    leaves = flatten_keys(hyper_parameters)
+    check_key(key, leaves, source)
+    default = leaves[key]
+    example = "{low: 0.001, high: 0.01, log: true} or {choices: [2, 4, 8]}"
+    if not isinstance(spec, dict) or not spec or set(spec) - DIMENSION_KEYS or (
+            ("choices" in spec) == bool({"low", "high"} & set(spec))):
+        raise OtxliteError(f"{source} {key}: {spec!r} is not a search range; give {{low, high}} (numbers; "
+                           f"log: true for a log-uniform range, step for a grid) or {{choices: [...]}}, e.g. {example}.")
+    if "choices" in spec:
+        choices = spec["choices"]
+        if not isinstance(choices, list) or not choices or set(spec) != {"choices"}:
+            raise OtxliteError(f"{source} {key}: choices must be a non-empty list of values, alone, e.g. {example}.")
+        checked = [_check_type(key, default, value, source) for value in choices]
+        for value in checked:
+            check_allowed(key, value, source, input_size_multiple)
+        return Dimension(key, choices=tuple(checked))
+    numeric = isinstance(default, (int, float)) and not isinstance(default, bool)
+    if not numeric:
+        raise OtxliteError(f"{source} {key}: a range needs a numeric hyper-parameter (this one is {default!r}); "
+                           "give {choices: [...]} instead.")
+    low, high, step, log = spec.get("low"), spec.get("high"), spec.get("step"), spec.get("log", False)
+    low, high = (_check_type(key, default, value, source) for value in (low, high))
+    if step is not None:
+        step = _check_type(key, default, step, source)
+    for value in (low, high):
+        check_allowed(key, value, source, input_size_multiple)
+    if not low < high:
+        raise OtxliteError(f"{source} {key}: low ({low!r}) must be below high ({high!r}).")
+    if not isinstance(log, bool) or (log and (low <= 0 or step is not None)):
+        raise OtxliteError(f"{source} {key}: log must be true or false, and a log range needs low > 0 and no step.")
+    if step is not None and not 0 < step <= high - low:
+        raise OtxliteError(f"{source} {key}: step ({step!r}) must be above 0 and at most high - low.")
+    return Dimension(key, low=low, high=high, log=log, step=step)

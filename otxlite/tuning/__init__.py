@@ -1,0 +1,1 @@
+"""Hyper-parameter and template search with Optuna (``otxlite tune``)."""

@@ -1,0 +1,77 @@
+"""The Optuna study of ``otxlite tune``: its storage (an SQLite file, or any database Optuna's RDB storage takes,
+such as PostgreSQL, which several processes share), TPE sampling and Hyperband pruning."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from typing import Any
+
+import optuna
+
+from otxlite.core.console import is_verbose
+from otxlite.core.errors import OtxliteError
+
+HEARTBEAT_S = 10  # a running trial writes a heartbeat this often; one silent for GRACE_S was killed: it is failed
+GRACE_S = 30
+STARTUP_TRIALS = 5  # random trials before TPE models the results
+REDUCTION_FACTOR = 3  # Hyperband keeps the best third at each rung
+CONNECT_TIMEOUT_S = 10
+CREATE_ATTEMPTS = 3  # processes starting on a new database at once race to create its tables
+SETUP = "otxlite_setup"  # study user attribute: the templates, fixed parameters and search spaces
+
+
+def shown_url(url: str) -> str:
+    """``url`` with its password hidden."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url
+
+
+def open_storage(url: str) -> optuna.storages.RDBStorage:
+    """Connect to ``url`` (created if new), with heartbeats so a killed process's running trial is failed later."""
+    from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+    optuna.logging.set_verbosity(optuna.logging.INFO if is_verbose() else optuna.logging.ERROR)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    engine_kwargs = {"connect_args": {"connect_timeout": CONNECT_TIMEOUT_S}} if url.startswith("postgresql") else {}
+    try:
+        for attempt in range(CREATE_ATTEMPTS):
+            try:
+                return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_S,
+                                                  grace_period=GRACE_S)
+            except IntegrityError:  # another process created the tables at the same moment: they exist now
+                if attempt + 1 == CREATE_ATTEMPTS:
+                    raise
+                time.sleep(1.0)
+    except ImportError as err:
+        raise OtxliteError(f"--storage {shown_url(url)}: its database driver is not installed ({err}). For "
+                           "PostgreSQL, install otxlite's postgres extra, or: pip install psycopg psycopg-binary") from None
+    except (SQLAlchemyError, ValueError) as err:
+        reason = str(err).strip().splitlines()[0]
+        raise OtxliteError(f"--storage {shown_url(url)}: cannot open the study database ({reason}). Give a reachable "
+                           "database URL, e.g. postgresql://user:password@host:5432/db, or leave --storage out for "
+                           "an SQLite file in the output folder.") from None
+
+
+def open_study(storage: optuna.storages.RDBStorage, name: str, setup: dict[str, Any], max_epochs: int) -> optuna.Study:
+    """Create study ``name`` in ``storage`` or continue it. A study started with other templates, ``--param``s or
+    search spaces is refused: its trials would not be comparable."""
+    sampler = optuna.samplers.TPESampler(n_startup_trials=STARTUP_TRIALS, multivariate=True, group=True)
+    pruner = optuna.pruners.HyperbandPruner(min_resource=max(1, max_epochs // REDUCTION_FACTOR ** 3),
+                                            max_resource=max_epochs, reduction_factor=REDUCTION_FACTOR)
+    study = optuna.create_study(storage=storage, study_name=name, direction="maximize", sampler=sampler,
+                                pruner=pruner, load_if_exists=True)
+    recorded = study.user_attrs.get(SETUP)
+    if recorded is None:
+        study.set_user_attr(SETUP, setup)
+    elif recorded != setup:
+        raise OtxliteError(
+            f"The study '{name}' in {shown_url(storage.url)} was started with other templates, --param or search "
+            f"ranges ({recorded}); this run asks for {setup}. Rerun with the same templates and options to continue "
+            "it, or start another study with --study NAME (or another -o).")
+    return study
