@@ -25,7 +25,7 @@ from otxlite.core.runs import LOCK_FILE
 from otxlite.core.templates import apply_overrides, flatten_keys, list_templates, load_template_file
 from otxlite.data.sample_data import make_sample_dataset
 from otxlite.tuning.results import RUN_DIR, VALUES, best_trial, promote, trial_rows, write_trials_csv
-from otxlite.tuning.space import TEMPLATE, as_params, build_spaces, suggest
+from otxlite.tuning.space import TEMPLATE, as_params, build_spaces, default_params, suggest
 from otxlite.tuning.study import open_storage, open_study
 
 REPO = Path(__file__).resolve().parents[1]
@@ -120,11 +120,31 @@ def test_suggested_trials_stay_in_the_space_and_are_valid_params():
 
 def test_a_study_continues_with_the_same_setup_and_refuses_another(tmp_path):
     storage = open_storage(f"sqlite:///{tmp_path / 'study.db'}")
-    open_study(storage, "s", {"A": {"fixed": [], "space": {}}}, 10).add_trial(
+    open_study(storage, "s", {"A": {"fixed": [], "space": {}}}, 10, []).add_trial(
         optuna.trial.create_trial(params={}, distributions={}, value=0.5))
-    assert len(open_study(storage, "s", {"A": {"fixed": [], "space": {}}}, 10).trials) == 1
+    assert len(open_study(storage, "s", {"A": {"fixed": [], "space": {}}}, 10, []).trials) == 1
     with pytest.raises(OtxliteError, match="was started with other templates"):
-        open_study(storage, "s", {"B": {"fixed": [], "space": {}}}, 10)
+        open_study(storage, "s", {"B": {"fixed": [], "space": {}}}, 10, [])
+
+
+def test_a_new_study_first_trains_each_template_as_it_comes_and_a_continued_one_does_not_again(tmp_path):
+    spaces = build_spaces(["RTMDet-Ins-tiny", "MaskRCNN-EfficientNetB2B"], [],
+                          [f"{EPOCHS}={{low: 2, high: 4}}"])  # the default epochs (100, 24) lie outside: sampled
+    storage = open_storage(f"sqlite:///{tmp_path / 'study.db'}")
+    firsts = [default_params(space) for space in spaces]
+    study = open_study(storage, "s", {"A": {}}, 4, firsts)
+    for space in spaces:
+        trial = study.ask()
+        chosen, values = suggest(trial, spaces)
+        assert chosen is space
+        defaults = flatten_keys(space.hyper_parameters)
+        assert {key: values[key] for key in (LR, BATCH, "data.input_size")} == {
+            key: defaults[key] for key in (LR, BATCH, "data.input_size")}
+        assert 2 <= values[EPOCHS] <= 4
+        study.tell(trial, 0.5)
+    assert "RTMDet-Ins-tiny/data.augmentation" not in firsts[0]  # its default, auto, is not a choice: sampled
+    assert len(open_study(storage, "s", {"A": {}}, 4, firsts).get_trials(
+        states=(optuna.trial.TrialState.WAITING,))) == 0
 
 
 def test_an_unreachable_storage_is_one_paragraph_without_the_password():

@@ -58,9 +58,10 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
                            "an SQLite file in the output folder.") from None
 
 
-def open_study(storage: optuna.storages.RDBStorage, name: str, setup: dict[str, Any], max_epochs: int) -> optuna.Study:
-    """Create study ``name`` in ``storage`` or continue it. A study started with other templates, ``--param``s or
-    search spaces is refused: its trials would not be comparable."""
+def open_study(storage: optuna.storages.RDBStorage, name: str, setup: dict[str, Any], max_epochs: int,
+               first_trials: list[dict[str, Any]]) -> optuna.Study:
+    """Create study ``name`` in ``storage`` with ``first_trials`` (Optuna parameters) queued, or continue it. A study
+    started with other templates, ``--param``s or search spaces is refused: its trials would not be comparable."""
     sampler = optuna.samplers.TPESampler(n_startup_trials=STARTUP_TRIALS, multivariate=True, group=True)
     pruner = optuna.pruners.HyperbandPruner(min_resource=max(1, max_epochs // REDUCTION_FACTOR ** 3),
                                             max_resource=max_epochs, reduction_factor=REDUCTION_FACTOR)
@@ -69,6 +70,8 @@ def open_study(storage: optuna.storages.RDBStorage, name: str, setup: dict[str, 
     recorded = study.user_attrs.get(SETUP)
     if recorded is None:
         study.set_user_attr(SETUP, setup)
+        for params in first_trials:
+            study.enqueue_trial(params, skip_if_exists=True)
     elif recorded != setup:
         raise OtxliteError(
             f"The study '{name}' in {shown_url(storage.url)} was started with other templates, --param or search "
