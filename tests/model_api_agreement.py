@@ -17,10 +17,10 @@ def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.logical_and(a, b).sum() / union) if union else 1.0
 
 
-def check_model_api_agrees(xml: Path, image_file: Path, model_api_class: str, min_iou: float = 0.9) -> int:
+def check_model_api_agrees(xml: Path, image_file: Path, model_api_class: str) -> int:
     """Model API loads ``xml`` as the class registered as ``model_api_class`` (the IR's own ``model_type``) and finds what otxlite's
     predictor finds above the model's threshold: the same detections (labels, scores), and every mask over
-    ``LARGE_MASK_PIXELS`` at IoU >= ``min_iou``. Returns how many large masks were compared."""
+    ``LARGE_MASK_PIXELS`` at IoU >= 0.9. Returns how many large masks were compared."""
     import openvino as ov
     from model_api.adapters import OpenvinoAdapter
     from model_api.models import Model
@@ -48,7 +48,7 @@ def check_model_api_agrees(xml: Path, image_file: Path, model_api_class: str, mi
         unmatched.remove(best)
         if mask.sum() >= LARGE_MASK_PIXELS:
             iou = mask_iou(mask, their_masks[best])
-            assert iou >= min_iou, f"{labels[label]} ({score:.3f}): Model API's mask has IoU {iou:.3f} with otxlite's"
+            assert iou >= 0.9, f"{labels[label]} ({score:.3f}): Model API's mask has IoU {iou:.3f} with otxlite's"
             compared += 1
     extra = [float(theirs.scores[j]) for j in unmatched if theirs.scores[j] >= threshold + BOUNDARY]
     assert not extra, f"Model API finds detections otxlite does not: scores {extra}"

@@ -301,3 +301,29 @@ def test_ir_proposals_come_back_inside_the_image(exported_ir: Path, sample_datas
     assert len(proposals) > 100
     assert (proposals[:, 0] == 0).sum() > 5, "proposals touching the left edge: the case that went wrong"
     assert proposals.min() >= 0 and proposals[:, [0, 2]].max() <= width and proposals[:, [1, 3]].max() <= height
+
+
+def test_linear_soft_masks_resized_and_cut_at_half_give_the_logits_own_masks():
+    """The ``masks`` beside ``mask_logits`` (RTMDet-Ins): what Model API does to it (bilinear resize, > 0.5) draws the
+    edge otxlite draws from the logits (bilinear resize, > 0); the sigmoid would not."""
+    import openvino as ov
+    import openvino.opset13 as ops
+
+    from otxlite.export.openvino_ir import _add_linear_masks
+    from otxlite.runtime.predictor import resize_image_masks
+
+    logits = ops.parameter([4, 20, 20], ov.Type.f32, name="x")
+    result = ops.result(logits)
+    result.output(0).get_tensor().set_names({"masks"})
+    model = ov.Model([result], [logits])
+    _add_linear_masks(model)
+    rng = np.random.default_rng(0)
+    raw = (rng.normal(0, 1, (4, 20, 20)) * 12 + np.linspace(-30, 30, 20)).astype(np.float32)  # edges, big logits
+    outputs = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})(raw)
+    masks = outputs["masks"]
+    assert np.array_equal(outputs["mask_logits"], raw) and 0.0 <= masks.min() and masks.max() <= 1.0
+    ours = resize_image_masks(raw, 97, 131, 0.0)
+    model_api = resize_image_masks(masks, 97, 131, 0.5)
+    assert (ours != model_api).mean() < 1e-4  # 0 here
+    sigmoid = resize_image_masks(1 / (1 + np.exp(-raw)), 97, 131, 0.5)
+    assert (ours != sigmoid).mean() > 0.01  # 0.048 here

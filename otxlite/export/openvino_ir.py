@@ -17,7 +17,8 @@ Outputs, without the batch axis (Model API 0.4.7 accepts both 2D/1D/3D and 3D/2D
 - ``masks`` [N, h, w] f32 probabilities: per box (``mask_layout`` ``roi``: paste into the box) or over the
   whole input (``image``: resize to the image), as the model's family declares (:mod:`otxlite.families`);
 - ``mask_logits`` [N, h, w] f32, before ``masks``, where the family's ``mask_values`` is ``logits``: what
-  otxlite resizes (as the reference model does) before thresholding at 0; ``masks`` is their sigmoid.
+  otxlite resizes (as the reference model does) before thresholding at 0; ``masks`` is then a linear soft mask of
+  them, ``0.5 + logits / LINEAR_MASK_SPAN`` clamped to [0, 1], for consumers that resize and threshold at 0.5.
 
 ``rt_info["model_info"]`` is what Model API reads (strings; lists space-separated), with the family's
 ``model_api_type``. Model API's ``InstanceSegmentationModel`` adds 1 to every label id and indexes
@@ -39,6 +40,7 @@ from otxlite.export.mmdeploy_onnx import ONNX_OUTPUT_NAMES, ModelSpec
 
 INPUT_NAME = "image"
 IR_OUTPUT_NAMES = dict(zip(ONNX_OUTPUT_NAMES, ("boxes", "labels", "masks")))
+LINEAR_MASK_SPAN = 100.0  # logits within +-50 map linearly onto [0, 1]; a mask edge has both sides far inside
 
 
 def convert_onnx(onnx_path: Path, spec: ModelSpec) -> Any:
@@ -49,7 +51,7 @@ def convert_onnx(onnx_path: Path, spec: ModelSpec) -> Any:
     model = _embed_normalisation(model, spec)
     _finish_outputs(model)
     if spec.family.mask_values == "logits":
-        _add_mask_probabilities(model)
+        _add_linear_masks(model)
     model.set_friendly_name(f"otxlite_{spec.family.name}")
     return model
 
@@ -92,16 +94,19 @@ def _finish_outputs(model: Any) -> None:
     model.validate_nodes_and_infer_types()
 
 
-def _add_mask_probabilities(model: Any) -> None:
+def _add_linear_masks(model: Any) -> None:
     """Masks given as logits become ``mask_logits`` (what otxlite's predictor resizes, as the reference model
-    does), and a last output ``masks`` holds their sigmoid: the probabilities Model API resizes and thresholds at
-    0.5 (it takes the last 3-D output as the masks)."""
+    does), and a last output ``masks`` holds ``0.5 + logits / LINEAR_MASK_SPAN`` in [0, 1]: what Model API resizes
+    and thresholds at 0.5 (it takes the last 3-D output as the masks). Bilinear resizing commutes with that affine
+    map, so its masks are otxlite's; the sigmoid would not (a resized probability map puts the 0.5 line outside
+    the logits' 0 line: masks 5-15 % larger on the coins model)."""
     import openvino.opset13 as ops
 
     result = next(r for r in model.get_results() if "masks" in r.output(0).get_names())
     logits = result.input_value(0)
     result.output(0).get_tensor().set_names({MASK_LOGITS})
-    probabilities = ops.result(ops.sigmoid(logits))
-    probabilities.output(0).get_tensor().set_names({"masks"})
-    model.add_results([probabilities])
+    scaled = ops.add(ops.multiply(logits, ops.constant(np.float32(1.0 / LINEAR_MASK_SPAN))), ops.constant(np.float32(0.5)))
+    masks = ops.result(ops.clamp(scaled, 0.0, 1.0))
+    masks.output(0).get_tensor().set_names({"masks"})
+    model.add_results([masks])
     model.validate_nodes_and_infer_types()
