@@ -1,7 +1,7 @@
 """The peers users compare otxlite with, measured by ``scripts/benchmark.py`` in the same run.
 
 Ultralytics YOLO segmentation models (``yolo11n-seg``, ``yolo26n-seg``: random weights built from their
-YAML, so nothing is downloaded) exported with Ultralytics' own OpenVINO exporter, FP32 and INT8. INT8 is
+YAML with torch's seed 0, so nothing is downloaded and every run times the same model) exported with Ultralytics' own OpenVINO exporter, FP32 and INT8. INT8 is
 Ultralytics' own recipe (NNCF, mixed preset, its detection head left in FP32) calibrated on the images
 otxlite's INT8 calibrates on, letterboxed as Ultralytics' calibration loader does (its own loader would
 download a dataset). Each is timed with the LATENCY hint and f32 like otxlite's IRs:
@@ -9,7 +9,7 @@ download a dataset). Each is timed with the LATENCY hint and f32 like otxlite's 
 * network: one infer request on a preprocessed tensor (what otxlite's ``latency_ms`` is);
 * end to end: ``YOLO(ir).predict(image_path, retina_masks=True, conf=0, max_det=N)``: read and decode the
   image, letterbox, infer, NMS and N instance masks at the image's own size, for each load of ``LOADS``
-  (otxlite's side keeps its top N the same way: its ``end_to_end_<load>_ms``), compiled with the same f32 pin.
+  (otxlite's side decodes the N best detections of its IR the same way: its ``end_to_end_<load>_ms``), compiled with the same f32 pin.
 
 Ultralytics is not an otxlite dependency: install it beside (``pip install -e .[benchmark]``, or into
 a folder on ``PYTHONPATH``); without it the peer rows say so.
@@ -69,6 +69,7 @@ def _calibrating_on(images: list[str], size: int) -> Iterator[None]:
 def phase_peer(spec: dict[str, Any]) -> dict[str, Any]:
     """Export one peer at ``spec["size"]`` in FP32 and INT8 and time each: network (compiled with
     ``spec["config"]``, otxlite's LATENCY f32 settings) and end to end at every load."""
+    import torch
     from ultralytics import YOLO
 
     os.chdir(spec["work_dir"])  # Ultralytics writes its export beside the model it was built from
@@ -76,6 +77,7 @@ def phase_peer(spec: dict[str, Any]) -> dict[str, Any]:
     result: dict[str, Any] = dict(model=spec["model"], input_size=size, ultralytics=_version(),
                                   calibration_images=len(spec["calibration"]))
     for precision, options in (("FP32", {}), ("INT8", {"int8": True, "data": "coco8-seg.yaml"})):
+        torch.manual_seed(0)  # the same random weights in both, and in every run (some seeds score nothing at all)
         with _calibrating_on(spec["calibration"], size):
             exported = Path(YOLO(f"{spec['model']}.yaml", task="segment").export(
                 format="openvino", imgsz=size, half=False, dynamic=False, verbose=False, **options))

@@ -109,3 +109,20 @@ def test_peak_worker_prints_one_json_line(bench) -> None:
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout.strip().splitlines()[-1].removeprefix(bench.MARKER))
     assert result["f32"]["gflops"] > 0 and result["default_precision"] and result["peak_rss_mib"] > 0
+
+
+def test_the_peer_table_says_where_a_side_answered_another_load(bench) -> None:
+    """A side that returned fewer detections than a load asks for is timed at another load: the table says so."""
+    timing = {"median": 50.0, "p10": 45.0, "p90": 55.0}
+    latency = dict(latency_ms=timing, end_to_end_worst_ms=timing, end_to_end_typical_ms=timing,
+                   detections_worst=100, detections_typical=10)
+    row = dict(template="RTMDet-Ins-tiny", input_size=640, export={"bin_mb": 22.0}, int8={"bin_mb": 6.0},
+               openvino={ir: {"f32": {"latency": latency}} for ir in ("FP32", "INT8")})
+    peer = dict(model="yolo26n-seg", input_size=640, ultralytics="8.4.190", **{
+        ir: dict(latency_ms=timing, end_to_end_ms={"worst": timing, "typical": timing},
+                 detections={"worst": 0, "typical": 10}, bin_mb=3.0) for ir in ("FP32", "INT8")})
+    lines = "\n".join(bench._peer_table({"results": [row], "peers": [peer]})).splitlines()
+    ours = [line for line in lines if line.startswith("| otxlite")]
+    theirs = [line for line in lines if line.startswith("| yolo26n-seg")]
+    assert len(ours) == 2 and not any("detections" in line for line in ours)
+    assert len(theirs) == 2 and all("50 (45-55) **0 detections** | 50 (45-55) |" in line for line in theirs)
