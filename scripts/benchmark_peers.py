@@ -1,7 +1,8 @@
 """The peers users compare otxlite with, measured by ``scripts/benchmark.py`` in the same run.
 
 Ultralytics YOLO segmentation models (``yolo11n-seg``, ``yolo26n-seg``: random weights built from their
-YAML with torch's seed 0, so nothing is downloaded and every run times the same model) exported with Ultralytics' own OpenVINO exporter, FP32 and INT8. INT8 is
+YAML, so nothing is downloaded; the first torch seed whose build answers the worst load, since some random builds
+score nothing at all) exported with Ultralytics' own OpenVINO exporter, FP32 and INT8. INT8 is
 Ultralytics' own recipe (NNCF, mixed preset, its detection head left in FP32) calibrated on the images
 otxlite's INT8 calibrates on, letterboxed as Ultralytics' calibration loader does (its own loader would
 download a dataset). Each is timed with the LATENCY hint and f32 like otxlite's IRs:
@@ -26,6 +27,7 @@ from otxlite.core.measure import spread, time_calls
 
 PEERS = ("yolo11n-seg", "yolo26n-seg")
 LOADS = {"worst": 100, "typical": 10}  # detections per image: the cap of otxlite's templates, and a usual answer
+SEEDS = 20  # random builds tried for one that answers the worst load
 
 
 @contextmanager
@@ -74,15 +76,31 @@ def phase_peer(spec: dict[str, Any]) -> dict[str, Any]:
 
     os.chdir(spec["work_dir"])  # Ultralytics writes its export beside the model it was built from
     size = int(spec["size"])
+    seed = _answering_seed(spec["model"], spec["image"], size)
     result: dict[str, Any] = dict(model=spec["model"], input_size=size, ultralytics=_version(),
-                                  calibration_images=len(spec["calibration"]))
+                                  calibration_images=len(spec["calibration"]), seed=seed)
     for precision, options in (("FP32", {}), ("INT8", {"int8": True, "data": "coco8-seg.yaml"})):
-        torch.manual_seed(0)  # the same random weights in both, and in every run (some seeds score nothing at all)
+        torch.manual_seed(seed)  # the same random weights in both
         with _calibrating_on(spec["calibration"], size):
             exported = Path(YOLO(f"{spec['model']}.yaml", task="segment").export(
                 format="openvino", imgsz=size, half=False, dynamic=False, verbose=False, **options))
         result[precision] = _measure(exported, spec)
     return result
+
+
+def _answering_seed(model: str, image: str, size: int) -> int:
+    """The first torch seed whose random build of ``model`` returns the worst load's detections on ``image`` in
+    PyTorch (at confidence 0, as timed)."""
+    import torch
+    from ultralytics import YOLO
+
+    for seed in range(SEEDS):
+        torch.manual_seed(seed)
+        found = YOLO(f"{model}.yaml", task="segment").predict(image, imgsz=size, conf=0.0, max_det=LOADS["worst"],
+                                                               verbose=False)
+        if len(found[0].boxes) == LOADS["worst"]:
+            return seed
+    raise RuntimeError(f"no random build of {model} out of {SEEDS} returns {LOADS['worst']} detections")
 
 
 def _measure(exported: Path, spec: dict[str, Any]) -> dict[str, Any]:
