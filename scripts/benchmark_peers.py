@@ -10,7 +10,8 @@ download a dataset). Each is timed with the LATENCY hint and f32 like otxlite's 
 * network: one infer request on a preprocessed tensor (what otxlite's ``latency_ms`` is);
 * end to end: ``YOLO(ir).predict(image_path, retina_masks=True, conf=0, max_det=N)``: read and decode the
   image, letterbox, infer, NMS and N instance masks at the image's own size, for each load of ``LOADS``
-  (otxlite's side decodes the N best detections of its IR the same way: its ``end_to_end_<load>_ms``), compiled with the same f32 pin.
+  (otxlite's side decodes the N best detections of its IR the same way: its ``end_to_end_<load>_ms``),
+  compiled with the same f32 pin.
 
 Ultralytics is not an otxlite dependency: install it beside (``pip install -e .[benchmark]``, or into
 a folder on ``PYTHONPATH``); without it the peer rows say so.
