@@ -211,12 +211,13 @@ def test_a_killed_run_resumes_without_duplicates(exported_ir: Path, photos: Path
     process.wait()
     at_kill = written.read_bytes().count(b"\n")
     assert 3 <= at_kill < 32, "the run was not stopped midway"
+    (out / "overlays" / ".val_0009.k1ll3d.tmp.png").write_bytes(b"\x89PNG")  # as if killed mid-write (made sure)
     result = otxlite("predict", "--load-weights", str(exported_ir), "-i", str(photos), "-o", str(out),
                      "--confidence-threshold", "0.1", "--overlays")
     assert result.returncode == 0, result.stderr
     assert "already in the output from an earlier run" in result.stdout
     assert lines(out) == lines(plain_run)  # each image exactly once, as in a clean run
-    assert len(list((out / "overlays").glob("*.png"))) == 32
+    assert len(list((out / "overlays").glob("*.png"))) == 32  # the temporaries of the killed run are gone
 
 
 def test_max_errors_stops_the_run_and_a_rerun_continues(exported_ir: Path, photos: Path, plain_run: Path,

@@ -15,7 +15,7 @@ import pytest
 from conftest import long_training_command
 
 from otxlite.core.errors import OtxliteError
-from otxlite.core.runs import LOCK_FILE, run_folder_lock
+from otxlite.core.runs import LOCK_FILE, check_run_folder_free, run_folder_lock
 
 
 def _lock_of(pid: int, folder: Path, host: str | None = None) -> Path:
@@ -38,6 +38,23 @@ def test_a_live_holder_is_named_and_kept(tmp_path: Path) -> None:
     finally:
         sleeper.kill()
         sleeper.wait()
+
+
+def test_ddp_ranks_past_0_run_in_the_folder_rank_0_holds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rank 1 starts while rank 0 (another live process) holds the folder: not refused, the lock left to rank 0."""
+    rank_0 = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        lock = _lock_of(rank_0.pid, tmp_path)
+        with pytest.raises(OtxliteError, match="in use by"):
+            check_run_folder_free(tmp_path)  # as a plain second run: refused
+        monkeypatch.setenv("RANK", "1")
+        check_run_folder_free(tmp_path)
+        with run_folder_lock(tmp_path, "train"):
+            pass
+        assert json.loads(lock.read_text())["pid"] == rank_0.pid
+    finally:
+        rank_0.kill()
+        rank_0.wait()
 
 
 def test_a_lock_left_by_a_killed_process_is_taken_over_and_released(tmp_path: Path) -> None:

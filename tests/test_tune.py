@@ -21,12 +21,12 @@ import pytest
 
 from conftest import slow_fixture
 from otxlite.core.errors import OtxliteError
-from otxlite.core.runs import LOCK_FILE
+from otxlite.core.runs import LOCK_FILE, this_process
 from otxlite.core.templates import apply_overrides, flatten_keys, list_templates, load_template_file
 from otxlite.data.sample_data import make_sample_dataset
-from otxlite.tuning.results import RUN_DIR, VALUES, best_trial, promote, trial_rows, write_trials_csv
+from otxlite.tuning.results import PROCESS, RUN_DIR, VALUES, best_trial, promote, trial_rows, write_trials_csv
 from otxlite.tuning.space import TEMPLATE, as_params, build_spaces, default_params, suggest
-from otxlite.tuning.study import open_storage, open_study
+from otxlite.tuning.study import fail_trials_of_ended_processes, open_storage, open_study
 
 REPO = Path(__file__).resolve().parents[1]
 LR = "learning_parameters.learning_rate"
@@ -145,6 +145,19 @@ def test_a_new_study_first_trains_each_template_as_it_comes_and_a_continued_one_
     assert "RTMDet-Ins-tiny/data.augmentation" not in firsts[0]  # its default, auto, is not a choice: sampled
     assert len(open_study(storage, "s", {"A": {}}, 4, firsts).get_trials(
         states=(optuna.trial.TrialState.WAITING,))) == 0
+
+
+def test_the_running_trials_of_ended_processes_here_are_failed_at_once(tmp_path):
+    """Killed: failed without waiting for the heartbeats' grace; alive, or on another machine: left running."""
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    study = open_study(open_storage(f"sqlite:///{tmp_path / 'study.db'}"), "s", {"A": {}}, 4, [])
+    processes = [this_process(), {**this_process(), "pid": ended.pid}, {**this_process(), "host": "gpu-node-7",
+                                                                          "pid": ended.pid}]
+    for process in processes:
+        study.ask().set_user_attr(PROCESS, process)
+    fail_trials_of_ended_processes(study)
+    assert [trial.state.name for trial in study.trials] == ["RUNNING", "FAIL", "RUNNING"]
 
 
 def test_an_unreachable_storage_is_one_paragraph_without_the_password():

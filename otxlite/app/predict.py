@@ -16,7 +16,7 @@ from typing import Any, Iterable, Iterator
 
 from otxlite.core.console import console, err_console
 from otxlite.core.errors import OtxliteError
-from otxlite.core.fileio import atomic_path, write_json_atomic
+from otxlite.core.fileio import atomic_path, remove_unfinished_writes, write_json_atomic
 from otxlite.export.pipeline import openvino_model
 from otxlite.core.model_files import model_kind
 from otxlite.core.runs import run_folder, run_folder_lock
@@ -177,6 +177,8 @@ def predict(load_weights: Path, source: str, output: Path | None = None, confide
             if not overlays:
                 err_console.print(f"[yellow]Note:[/] no overlays: this run has {len(images):,} images, over "
                                   f"{OVERLAY_LIMIT}; --overlays draws them anyway (it slows scoring several times).")
+        for folder in ("overlays", "saliency"):  # the images in flight when an earlier run was killed
+            remove_unfinished_writes(run_dir / folder)
         outputs = _Outputs(run_dir, max_errors)
         done = outputs.done()
         _check_settings(run_dir, {"model": str(Path(load_weights).resolve()), "shard": shard, "explain": explain,

@@ -19,6 +19,9 @@ def _umask() -> int:
     return mask
 
 
+TEMPORARY_MARK = ".tmp"  # atomic_path's temporaries are named .<stem>.<random>.tmp<suffix>
+
+
 @contextmanager
 def atomic_path(path: Path, size: int | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` if the block succeeds. ``size``: the bytes
@@ -26,7 +29,7 @@ def atomic_path(path: Path, size: int | None = None) -> Iterator[Path]:
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f"{TEMPORARY_MARK}{path.suffix}", dir=path.parent)
     except OSError as err:
         raise _cannot_write(path, err) from err
     os.close(fd)
@@ -39,6 +42,14 @@ def atomic_path(path: Path, size: int | None = None) -> Iterator[Path]:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def remove_unfinished_writes(folder: Path) -> None:
+    """Delete the temporaries that a killed process left in ``folder`` (its atomic writes that never finished).
+    Only for a folder this process holds: another process's write in flight would be deleted too."""
+    if folder.is_dir():
+        for leftover in folder.glob(f".*{TEMPORARY_MARK}*"):
+            leftover.unlink(missing_ok=True)
 
 
 def _cannot_write(path: Path, err: OSError, written: int = 0, size: int | None = None) -> OtxliteError:

@@ -31,6 +31,17 @@ def _process_start(pid: int) -> str | None:
         return None
 
 
+def this_process() -> dict[str, Any]:
+    """This process as a lock or a record names it: PID, host, and start time (to tell it from a later one with its
+    PID)."""
+    return {"pid": os.getpid(), "host": socket.gethostname(), "started_ticks": _process_start(os.getpid())}
+
+
+def process_is_gone(record: dict[str, Any]) -> bool:
+    """Whether the process that ``record`` (``this_process()``, saved earlier) names ran on this host and has ended."""
+    return record.get("host") == socket.gethostname() and not _is_alive(record)
+
+
 def _is_alive(holder: dict[str, Any]) -> bool:
     """Whether the process that wrote a lock on this host still runs (the same process, not a reused PID)."""
     pid = holder.get("pid")
@@ -71,8 +82,15 @@ def _refuse_if_held(folder: Path, holder: dict[str, Any], host: str) -> None:
         )
 
 
+def _is_ddp_helper_rank() -> bool:
+    """Whether this process is a DDP rank other than 0, which runs in the folder rank 0 holds."""
+    return int(os.environ.get("RANK", "0") or 0) != 0
+
+
 def check_run_folder_free(folder: Path | None) -> None:
     """Refuse early (before heavy work) a run folder that another live run holds; ``run_folder_lock`` takes it."""
+    if _is_ddp_helper_rank():
+        return
     if folder is not None and (Path(folder) / LOCK_FILE).is_file():
         _refuse_if_held(Path(folder), _read_lock(Path(folder) / LOCK_FILE), socket.gethostname())
 
@@ -86,12 +104,11 @@ def run_folder_lock(folder: Path, verb: str) -> Iterator[None]:
     again (a resume in the same Python session). Under DDP only rank 0 holds the lock; the other ranks run in the
     folder it holds.
     """
-    if int(os.environ.get("RANK", "0") or 0) != 0:
+    if _is_ddp_helper_rank():
         yield
         return
     path = Path(folder) / LOCK_FILE
-    me = {"pid": os.getpid(), "host": socket.gethostname(), "verb": verb,
-          "since": f"{datetime.now():%Y-%m-%d %H:%M:%S}", "started_ticks": _process_start(os.getpid())}
+    me = {**this_process(), "verb": verb, "since": f"{datetime.now():%Y-%m-%d %H:%M:%S}"}
     while True:
         try:
             descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)

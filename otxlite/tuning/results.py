@@ -17,8 +17,8 @@ from otxlite.core.fileio import write_json_atomic, write_text_atomic
 from otxlite.core.runs import LOCK_FILE
 from otxlite.tuning.space import trial_values
 
-RUN_DIR = "run_dir"  # trial user attributes (set by otxlite.tuning.trial): its run folder, on which machine,
-HOST = "host"
+RUN_DIR = "run_dir"  # trial user attributes (set by otxlite.tuning.trial): its run folder, the process running it
+PROCESS = "process"  # (core.runs.this_process: PID, machine, start time)
 VALUES = "values"  # and its hyper-parameter values as otxlite reads them (Optuna shows a list choice as text)
 SCORED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)  # pruned trials keep their best so far
 TABLE_ROWS = 15
@@ -33,7 +33,7 @@ def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
         rows.append({"trial": trial.number, "template": template, "state": trial.state.name,
                      "mask_mAP": round(trial.value, 5) if trial.value is not None else None,
                      "seconds": round(seconds, 1) if seconds is not None else None} | values
-                    | {"host": trial.user_attrs.get(HOST), "run_dir": trial.user_attrs.get(RUN_DIR)})
+                    | {"host": trial.user_attrs.get(PROCESS, {}).get("host"), "run_dir": trial.user_attrs.get(RUN_DIR)})
     return rows
 
 

@@ -78,3 +78,14 @@ def open_study(storage: optuna.storages.RDBStorage, name: str, setup: dict[str, 
             f"ranges ({recorded}); this run asks for {setup}. Rerun with the same templates and options to continue "
             "it, or start another study with --study NAME (or another -o).")
     return study
+
+
+def fail_trials_of_ended_processes(study: optuna.Study) -> None:
+    """Fail the running trials whose process, on this machine, has ended (killed, crashed): at once, where the
+    heartbeats would take ``GRACE_S``. A running trial of a live process or another machine is left to them."""
+    from otxlite.core.runs import process_is_gone
+    from otxlite.tuning.results import PROCESS
+
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        if process_is_gone(trial.user_attrs.get(PROCESS, {})):
+            study.tell(trial.number, state=optuna.trial.TrialState.FAIL)

@@ -5,7 +5,6 @@ pruner says so or the study's time is up."""
 from __future__ import annotations
 
 import shutil
-import socket
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -13,8 +12,9 @@ from typing import Any, Callable
 import optuna
 from mmengine.hooks import Hook
 
+from otxlite.core.runs import this_process
 from otxlite.training.config import MONITOR
-from otxlite.tuning.results import HOST, RUN_DIR, VALUES
+from otxlite.tuning.results import PROCESS, RUN_DIR, VALUES
 from otxlite.tuning.space import TemplateSpace, as_params, suggest
 
 
@@ -72,7 +72,7 @@ def run_trial(trial: optuna.Trial, spaces: list[TemplateSpace], trials_dir: Path
     run_dir = trials_dir / f"trial_{trial.number:04d}"
     shutil.rmtree(run_dir, ignore_errors=True)  # left by a study of this name that was deleted: not this trial's
     trial.set_user_attr(RUN_DIR, str(run_dir.resolve()))
-    trial.set_user_attr(HOST, socket.gethostname())
+    trial.set_user_attr(PROCESS, this_process())
     trial.set_user_attr(VALUES, values)
     hook = TrialHook(trial)
     train(str(space.template.path), output=run_dir, params=as_params(space, values),
