@@ -142,7 +142,7 @@ def test_a_new_study_first_trains_each_template_as_it_comes_and_a_continued_one_
             key: defaults[key] for key in (LR, BATCH, "data.input_size")}
         assert 2 <= values[EPOCHS] <= 4
         study.tell(trial, 0.5)
-    assert "RTMDet-Ins-tiny/data.augmentation" not in firsts[0]  # its default, auto, is not a choice: sampled
+    assert firsts[0]["RTMDet-Ins-tiny/data.augmentation"] == "auto"  # the recipe's own choice, as it comes
     assert len(open_study(storage, "s", {"A": {}}, 4, firsts).get_trials(
         states=(optuna.trial.TrialState.WAITING,))) == 0
 
