@@ -11,6 +11,8 @@ import optuna
 
 from otxlite.core.console import is_verbose
 from otxlite.core.errors import OtxliteError
+from otxlite.core.runs import process_is_gone
+from otxlite.tuning.results import PROCESS
 
 HEARTBEAT_S = 10  # a running trial writes a heartbeat this often; one silent for GRACE_S was killed: it is failed
 GRACE_S = 30
@@ -83,9 +85,6 @@ def open_study(storage: optuna.storages.RDBStorage, name: str, setup: dict[str, 
 def fail_trials_of_ended_processes(study: optuna.Study) -> None:
     """Fail the running trials whose process, on this machine, has ended (killed, crashed): at once, where the
     heartbeats would take ``GRACE_S``. A running trial of a live process or another machine is left to them."""
-    from otxlite.core.runs import process_is_gone
-    from otxlite.tuning.results import PROCESS
-
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         if process_is_gone(trial.user_attrs.get(PROCESS, {})):
             study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
