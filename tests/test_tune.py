@@ -222,11 +222,14 @@ def test_the_best_scored_trial_on_this_machine_is_promoted_whole(tmp_path):
     (["RTMDet-Ins-tny"], {"time_budget": 60}, "Unknown template 'RTMDet-Ins-tny'. Did you mean RTMDet-Ins-tiny"),
     (["RTMDet-Ins-tiny"], {"time_budget": 60, "params": [f"{BATCH}=0"]}, f"--param {BATCH}=0 is out of range"),
     (["RTMDet-Ins-tiny"], {"time_budget": 60, "val_root": Path("/nonexistent")}, "--val-data-roots"),
+    (["RTMDet-Ins-tiny"], {"time_budget": 60, "val_root": "images"}, "Cannot tell the dataset format"),
 ])
 def test_bad_tune_input_stops_before_the_output_folder(tmp_path, templates, options, message):
     from otxlite.app.tune import tune
 
     data = make_sample_dataset(tmp_path / "data", num_train=1, num_val=1, size=64)
+    if options.get("val_root") == "images":  # a folder of images without annotations
+        options = {**options, "val_root": data / "images"}
     with pytest.raises(OtxliteError) as error:
         tune(templates, data, output=tmp_path / "out", **options)
     assert message in str(error.value) and not (tmp_path / "out").exists()

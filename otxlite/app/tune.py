@@ -46,13 +46,15 @@ def tune(templates: list[str], train_root: Path, *, time_budget: float, val_root
         raise OtxliteError(f"--time-budget {time_budget:g}: give a positive number of seconds, e.g. --time-budget 3600.")
     if trials is not None and trials < 1:
         raise OtxliteError(f"--trials {trials}: give at least 1 (or leave it out: as many trials as the budget allows).")
-    from otxlite.data.formats import check_folder
+    from otxlite.data.formats import check_folder, detect_format
     from otxlite.tuning.space import build_spaces
 
     spaces = build_spaces(templates, params or [], hpo or [])
-    check_folder(Path(train_root), "--train-data-roots")
-    if val_root is not None:
-        check_folder(Path(val_root), "--val-data-roots")
+    for option, root in (("--train-data-roots", train_root), ("--val-data-roots", val_root)):
+        if root is not None:
+            check_folder(Path(root), option)
+            if data_options.format is None:  # a folder no trial could read stops here, before the study is made
+                detect_format(Path(root))
     check_run_folder_free(output)
     from otxlite.tuning.study import open_storage, shown_url
 
