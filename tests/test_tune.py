@@ -343,6 +343,40 @@ def postgres_url():
     shutil.rmtree(folder, ignore_errors=True)
 
 
+def open_at_once(url: str, barrier, failures) -> None:
+    """Open ``url``'s study storage the moment every other process is ready; record a failure's message."""
+    barrier.wait()
+    try:
+        open_storage(url)
+    except OtxliteError as err:
+        failures.put(str(err))
+
+
+def test_processes_starting_on_a_new_postgresql_database_at_once_all_open_it(postgres_url):
+    """They race to create the tables and types: the losers' "already exists" errors are retried, not reported (CI
+    met one: two ``tune`` processes on one new database, one refused)."""
+    import multiprocessing
+
+    import sqlalchemy
+
+    context = multiprocessing.get_context("fork")
+    admin = sqlalchemy.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    failures = context.Queue()
+    for round_ in range(5):
+        with admin.connect() as connection:
+            connection.execute(sqlalchemy.text(f"CREATE DATABASE race{round_}"))
+        url = postgres_url.rsplit("/", 1)[0] + f"/race{round_}"
+        barrier = context.Barrier(8)
+        processes = [context.Process(target=open_at_once, args=(url, barrier, failures)) for _ in range(8)]
+        for process in processes:
+            process.start()
+        for process in processes:
+            process.join(timeout=120)
+        assert [process.exitcode for process in processes] == [0] * 8
+    admin.dispose()
+    assert failures.empty(), failures.get()
+
+
 def test_two_processes_share_one_postgresql_study(postgres_url, tiny_dataset, tmp_path):
     outs = [tmp_path / "a", tmp_path / "b"]
     processes = [subprocess.Popen(

@@ -19,7 +19,8 @@ GRACE_S = 30
 STARTUP_TRIALS = 5  # random trials before TPE models the results
 REDUCTION_FACTOR = 3  # Hyperband keeps the best third at each rung
 CONNECT_TIMEOUT_S = 10
-CREATE_ATTEMPTS = 3  # processes starting on a new database at once race to create its tables
+CREATE_ATTEMPTS = 5  # processes starting on a new database at once race to create its tables and types
+DUPLICATE_SQLSTATES = {"23505", "42P07", "42710"}  # PostgreSQL: unique violation, duplicate table, duplicate object
 SETUP = "otxlite_setup"  # study user attribute: the templates, fixed parameters and search spaces
 
 
@@ -34,9 +35,18 @@ def shown_url(url: str) -> str:
         return url
 
 
+def lost_creation_race(err: Exception) -> bool:
+    """Whether ``err`` says another process created a table, type or row of the schema first (they exist now)."""
+    from sqlalchemy.exc import DBAPIError
+
+    if not isinstance(err, DBAPIError):
+        return False
+    return getattr(err.orig, "sqlstate", None) in DUPLICATE_SQLSTATES or "already exists" in str(err.orig)
+
+
 def open_storage(url: str) -> optuna.storages.RDBStorage:
     """Connect to ``url`` (created if new), with heartbeats so a killed process's running trial is failed later."""
-    from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+    from sqlalchemy.exc import SQLAlchemyError
 
     optuna.logging.set_verbosity(optuna.logging.INFO if is_verbose() else optuna.logging.ERROR)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -46,10 +56,10 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
             try:
                 return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_S,
                                                   grace_period=GRACE_S)
-            except IntegrityError:  # another process created the tables at the same moment: they exist now
-                if attempt + 1 == CREATE_ATTEMPTS:
+            except SQLAlchemyError as err:
+                if not lost_creation_race(err) or attempt + 1 == CREATE_ATTEMPTS:
                     raise
-                time.sleep(1.0)
+                time.sleep(0.5 * (attempt + 1))
     except ImportError as err:
         raise OtxliteError(f"--storage {shown_url(url)}: its database driver is not installed ({err}). For "
                            "PostgreSQL, install otxlite's postgres extra, or: pip install psycopg psycopg-binary") from None
