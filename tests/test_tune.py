@@ -61,7 +61,7 @@ def test_hpo_replaces_a_templates_range_and_keeps_the_others():
     (space,) = build_spaces(["SOLOv2"], [], [f"{LR}={{low: 0.001, high: 0.002, log: true}}",
                                             f"{EPOCHS}={{low: 2, high: 8, step: 2}}"])
     assert (space.dimensions[LR].low, space.dimensions[LR].high) == (0.001, 0.002)
-    assert space.dimensions[EPOCHS].step == 2 and space.max_epochs() == 8
+    assert (space.dimensions[EPOCHS].high, space.dimensions[EPOCHS].step) == (8, 2)
     assert space.dimensions[BATCH] == space.template.hpo[BATCH]
 
 
@@ -120,11 +120,11 @@ def test_suggested_trials_stay_in_the_space_and_are_valid_params():
 
 def test_a_study_continues_with_the_same_setup_and_refuses_another(tmp_path):
     storage = open_storage(f"sqlite:///{tmp_path / 'study.db'}")
-    open_study(storage, "s", {"A": {"fixed": [], "space": {}}}, 10, []).add_trial(
+    open_study(storage, "s", {"A": {"fixed": [], "space": {}}}, []).add_trial(
         optuna.trial.create_trial(params={}, distributions={}, value=0.5))
-    assert len(open_study(storage, "s", {"A": {"fixed": [], "space": {}}}, 10, []).trials) == 1
+    assert len(open_study(storage, "s", {"A": {"fixed": [], "space": {}}}, []).trials) == 1
     with pytest.raises(OtxliteError, match="was started with other templates"):
-        open_study(storage, "s", {"B": {"fixed": [], "space": {}}}, 10, [])
+        open_study(storage, "s", {"B": {"fixed": [], "space": {}}}, [])
 
 
 def test_a_new_study_first_trains_each_template_as_it_comes_and_a_continued_one_does_not_again(tmp_path):
@@ -132,7 +132,7 @@ def test_a_new_study_first_trains_each_template_as_it_comes_and_a_continued_one_
                           [f"{EPOCHS}={{low: 2, high: 4}}"])  # the default epochs (100, 24) lie outside: sampled
     storage = open_storage(f"sqlite:///{tmp_path / 'study.db'}")
     firsts = [default_params(space) for space in spaces]
-    study = open_study(storage, "s", {"A": {}}, 4, firsts)
+    study = open_study(storage, "s", {"A": {}}, firsts)
     for space in spaces:
         trial = study.ask()
         chosen, values = suggest(trial, spaces)
@@ -143,7 +143,7 @@ def test_a_new_study_first_trains_each_template_as_it_comes_and_a_continued_one_
         assert 2 <= values[EPOCHS] <= 4
         study.tell(trial, 0.5)
     assert firsts[0]["RTMDet-Ins-tiny/data.augmentation"] == "auto"  # the recipe's own choice, as it comes
-    assert len(open_study(storage, "s", {"A": {}}, 4, firsts).get_trials(
+    assert len(open_study(storage, "s", {"A": {}}, firsts).get_trials(
         states=(optuna.trial.TrialState.WAITING,))) == 0
 
 
@@ -151,13 +151,41 @@ def test_the_running_trials_of_ended_processes_here_are_failed_at_once(tmp_path)
     """Killed: failed without waiting for the heartbeats' grace; alive, or on another machine: left running."""
     ended = subprocess.Popen([sys.executable, "-c", "pass"])
     ended.wait()
-    study = open_study(open_storage(f"sqlite:///{tmp_path / 'study.db'}"), "s", {"A": {}}, 4, [])
+    study = open_study(open_storage(f"sqlite:///{tmp_path / 'study.db'}"), "s", {"A": {}}, [])
     processes = [this_process(), {**this_process(), "pid": ended.pid}, {**this_process(), "host": "gpu-node-7",
                                                                           "pid": ended.pid}]
     for process in processes:
         study.ask().set_user_attr(PROCESS, process)
     fail_trials_of_ended_processes(study)
     assert [trial.state.name for trial in study.trials] == ["RUNNING", "FAIL", "RUNNING"]
+
+
+def test_trials_are_compared_at_equal_seconds_of_training_whatever_their_epochs(tmp_path):
+    """The recipe's curve sets each rung (30, 90, ... s): a trial behind it there is pruned, one level with or ahead of
+    it goes on, though its epochs are 10x longer or shorter."""
+    from types import SimpleNamespace
+
+    from otxlite.training.config import MONITOR
+    from otxlite.tuning.trial import TrialHook
+
+    study = open_study(open_storage(f"sqlite:///{tmp_path / 'study.db'}"), "s", {"A": {}}, [])
+    recipe = study.ask()
+    for seconds, score in ((31, 0.2), (95, 0.5), (280, 0.7)):
+        recipe.report(score, step=seconds)
+    study.tell(recipe, 0.7)
+
+    def validate(hook: TrialHook, seconds: float, score: float, epoch: int) -> None:
+        hook.started = time.monotonic() - seconds
+        hook.after_val_epoch(SimpleNamespace(epoch=epoch), {MONITOR: score})
+
+    faster = TrialHook(study.ask())
+    validate(faster, 32, 0.25, epoch=20)  # ahead at 30 s
+    validate(faster, 100, 0.5, epoch=60)  # level at 90 s
+    assert faster.trial.should_prune() is False and faster.step == 100
+    slower = TrialHook(study.ask())
+    validate(slower, 33, 0.25, epoch=2)  # level with the best at 30 s, though only 2 epochs in
+    with pytest.raises(optuna.TrialPruned, match="after 97 s of training, at epoch 6"):
+        validate(slower, 97, 0.3, epoch=6)  # behind the recipe's 0.5 at 90 s
 
 
 def test_an_unreachable_storage_is_one_paragraph_without_the_password():
@@ -276,7 +304,7 @@ def test_two_templates_finish_inside_the_budget_and_the_best_model_exports(two_t
     scored = [float(row["mask_mAP"]) for row in rows if row["mask_mAP"]]
     assert performance["mask_mAP"] == pytest.approx(max(scored), abs=1e-4)
     assert "Trials (" in result.stdout and "Tuning finished" in result.stdout
-    assert (out / "plots" / "optimization_history.png").is_file()
+    assert (out / "plots" / "optimization_history.png").is_file() and (out / "plots" / "learning_curves.png").is_file()
     from otxlite.export.pipeline import export_openvino
 
     xml = export_openvino(out / "best" / "models" / "weights.pth", tmp_path / "ir")

@@ -83,8 +83,7 @@ def _run_study(storage: Any, study_name: str, spaces: list[Any], out: Path, dead
     from otxlite.tuning.trial import run_trial
 
     setup = {space.template.name: space.describe() for space in spaces}
-    study = open_study(storage, study_name, setup, max(space.max_epochs() for space in spaces),
-                       [default_params(space) for space in spaces])
+    study = open_study(storage, study_name, setup, [default_params(space) for space in spaces])
     fail_trials_of_ended_processes(study)  # a killed earlier run's trial: failed before this run counts the study
     counted = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     done = len(study.get_trials(deepcopy=False, states=counted))

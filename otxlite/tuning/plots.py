@@ -1,5 +1,6 @@
-"""The study's plots, drawn by Optuna's matplotlib visualisations (finished trials only, as Optuna draws them):
-the optimization history, the mask mAP of each template, and each template's hyper-parameter importances."""
+"""The study's plots, drawn by Optuna's matplotlib visualisations: every trial's best mask mAP against its seconds of
+training (what the pruner compared), and from finished trials only, as Optuna draws them, the optimization history,
+the mask mAP of each template and each template's hyper-parameter importances."""
 
 from __future__ import annotations
 
@@ -36,9 +37,14 @@ def plot_study(study: optuna.Study, spaces: list[TemplateSpace], plots_dir: Path
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     warnings.filterwarnings("ignore", message=".*identical low and high xlims")  # one template: one column
     plots_dir.mkdir(parents=True, exist_ok=True)
+    if any(trial.intermediate_values for trial in study.get_trials(deepcopy=False)):
+        axes = plots.plot_intermediate_values(study)
+        axes.set_xlabel("seconds of training")
+        axes.set_ylabel("best validation mask mAP")
+        _save(axes, plots_dir / "learning_curves.png", "each trial's best mask mAP by seconds of training")
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     if not complete:
-        return ["no plots: no trial has finished"]
+        return ["no other plots: no trial has finished"]
     _save(plots.plot_optimization_history(study, target_name="mask mAP"), plots_dir / "optimization_history.png")
     _save(plots.plot_slice(study, params=[TEMPLATE], target_name="mask mAP"), plots_dir / "templates.png",
           "mask mAP of each template")

@@ -13,7 +13,6 @@ from otxlite.core.templates import (Dimension, Template, apply_overrides, check_
                                     parse_dimension, parse_param)
 
 TEMPLATE = "template"  # the name of the template dimension
-EPOCHS = "learning_parameters.num_iters"
 
 
 @dataclass(frozen=True)
@@ -29,11 +28,6 @@ class TemplateSpace:
     def describe(self) -> dict[str, Any]:
         """What a study records of this template, to refuse a rerun with another setup."""
         return {"fixed": list(self.fixed), "space": {key: dim.spec() for key, dim in self.dimensions.items()}}
-
-    def max_epochs(self) -> int:
-        """The most epochs a trial of this template trains."""
-        epochs = self.dimensions.get(EPOCHS)
-        return int(epochs.high) if epochs is not None else int(self.hyper_parameters["learning_parameters"]["num_iters"])
 
     def parameter(self, key: str) -> str:
         """The Optuna parameter name of ``key``: per template, since ranges and choices differ between templates."""

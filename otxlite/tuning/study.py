@@ -1,5 +1,5 @@
 """The Optuna study of ``otxlite tune``: its storage (an SQLite file, or any database Optuna's RDB storage takes,
-such as PostgreSQL, which several processes share), TPE sampling and Hyperband pruning."""
+such as PostgreSQL, which several processes share), TPE sampling and successive halving in seconds of training."""
 
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ from otxlite.tuning.results import PROCESS
 HEARTBEAT_S = 10  # a running trial writes a heartbeat this often; one silent for GRACE_S was killed: it is failed
 GRACE_S = 30
 STARTUP_TRIALS = 5  # random trials before TPE models the results
-REDUCTION_FACTOR = 3  # Hyperband keeps the best third at each rung
+FIRST_RUNG_S = 30  # trials are compared after 30, 90, 270, 810, ... seconds of training
+REDUCTION_FACTOR = 3  # successive halving keeps the best third at each rung
 CONNECT_TIMEOUT_S = 10
 CREATE_ATTEMPTS = 5  # processes starting on a new database at once race to create its tables and types
 DUPLICATE_SQLSTATES = {"23505", "42P07", "42710"}  # PostgreSQL: unique violation, duplicate table, duplicate object
@@ -70,13 +71,16 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
                            "an SQLite file in the output folder.") from None
 
 
-def open_study(storage: optuna.storages.RDBStorage, name: str, setup: dict[str, Any], max_epochs: int,
+def open_study(storage: optuna.storages.RDBStorage, name: str, setup: dict[str, Any],
                first_trials: list[dict[str, Any]]) -> optuna.Study:
     """Create study ``name`` in ``storage`` with ``first_trials`` (Optuna parameters) queued, or continue it. A study
-    started with other templates, ``--param``s or search spaces is refused: its trials would not be comparable."""
+    started with other templates, ``--param``s or search spaces is refused: its trials would not be comparable.
+
+    Trials report at seconds of training (``tuning.trial.TrialHook``), so the pruner's rungs compare every trial
+    with every other at equal compute, whatever its template, input size or epoch count: an epoch of Mask R-CNN at
+    1024 px costs many of RTMDet-Ins at 320 px, and a wall-clock budget is what the study spends."""
     sampler = optuna.samplers.TPESampler(n_startup_trials=STARTUP_TRIALS, multivariate=True, group=True)
-    pruner = optuna.pruners.HyperbandPruner(min_resource=max(1, max_epochs // REDUCTION_FACTOR ** 3),
-                                            max_resource=max_epochs, reduction_factor=REDUCTION_FACTOR)
+    pruner = optuna.pruners.SuccessiveHalvingPruner(min_resource=FIRST_RUNG_S, reduction_factor=REDUCTION_FACTOR)
     study = optuna.create_study(storage=storage, study_name=name, direction="maximize", sampler=sampler,
                                 pruner=pruner, load_if_exists=True)
     recorded = study.user_attrs.get(SETUP)

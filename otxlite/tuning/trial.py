@@ -44,23 +44,31 @@ class DeadlineHook(Hook):
 
 class TrialHook(Hook):
     """Reports the best validation mask mAP so far (what the run's ``weights.pth`` holds) at each validation, with the
-    epoch as the step, and raises ``optuna.TrialPruned`` when the pruner prunes the trial. Runs after otxlite's own
-    hooks (RunFolderHook 48, ResultsCsvHook 70, ProgressHook 90) have handled the validation."""
+    seconds since training began (validations included) as the step, and raises ``optuna.TrialPruned`` when the
+    pruner prunes the trial. Runs after otxlite's own hooks (RunFolderHook 48, ResultsCsvHook 70, ProgressHook 90)
+    have handled the validation."""
 
     priority = 95
 
     def __init__(self, trial: optuna.Trial) -> None:
         self.trial = trial
         self.best: float | None = None
+        self.started = time.monotonic()
+        self.step = 0
+
+    def before_train(self, runner: Any) -> None:
+        self.started = time.monotonic()
 
     def after_val_epoch(self, runner: Any, metrics: dict[str, float] | None = None) -> None:
         score = (metrics or {}).get(MONITOR)
         if score is None:
             return
         self.best = max(float(score), self.best if self.best is not None else -1.0)
-        self.trial.report(self.best, step=runner.epoch)
+        self.step = max(self.step + 1, round(time.monotonic() - self.started))  # one report per step
+        self.trial.report(self.best, step=self.step)
         if self.trial.should_prune():
-            raise optuna.TrialPruned(f"pruned at epoch {runner.epoch} (mask mAP {self.best:.4f})")
+            raise optuna.TrialPruned(f"pruned after {self.step} s of training, at epoch {runner.epoch} "
+                                     f"(mask mAP {self.best:.4f})")
 
 
 def run_trial(trial: optuna.Trial, spaces: list[TemplateSpace], trials_dir: Path, deadline: float,
