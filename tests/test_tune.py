@@ -25,7 +25,7 @@ from otxlite.core.runs import LOCK_FILE, this_process
 from otxlite.core.templates import apply_overrides, flatten_keys, list_templates, load_template_file
 from otxlite.data.sample_data import make_sample_dataset
 from otxlite.tuning.results import PROCESS, RUN_DIR, VALUES, best_trial, promote, trial_rows, write_trials_csv
-from otxlite.tuning.space import TEMPLATE, as_params, build_spaces, default_params, suggest
+from otxlite.tuning.space import TEMPLATE, as_params, build_spaces, first_params, suggest
 from otxlite.tuning.study import fail_trials_of_ended_processes, open_storage, open_study
 
 REPO = Path(__file__).resolve().parents[1]
@@ -127,24 +127,30 @@ def test_a_study_continues_with_the_same_setup_and_refuses_another(tmp_path):
         open_study(storage, "s", {"B": {"fixed": [], "space": {}}}, [])
 
 
-def test_a_new_study_first_trains_each_template_as_it_comes_and_a_continued_one_does_not_again(tmp_path):
+def test_a_new_study_first_trains_each_template_s_recipe_at_the_cheapest_one_s_cost_once(tmp_path):
+    """RTMDet-Ins-tiny's recipe as it comes (12 GFLOPs at 640 px); Mask R-CNN's 71 GFLOPs at 1024 px are too many
+    beside it: its recipe comes at 320 px (7 GFLOPs; 512 px would be 18). Alone, Mask R-CNN's recipe comes whole."""
     spaces = build_spaces(["RTMDet-Ins-tiny", "MaskRCNN-EfficientNetB2B"], [],
-                          [f"{EPOCHS}={{low: 2, high: 4}}"])  # the default epochs (100, 24) lie outside: sampled
+                          [f"{EPOCHS}={{low: 2, high: 4}}"])  # the default epochs (100) lie outside: sampled
     storage = open_storage(f"sqlite:///{tmp_path / 'study.db'}")
-    firsts = [default_params(space) for space in spaces]
+    firsts = first_params(spaces)
     study = open_study(storage, "s", {"A": {}}, firsts)
+    sizes = []
     for space in spaces:
         trial = study.ask()
         chosen, values = suggest(trial, spaces)
         assert chosen is space
         defaults = flatten_keys(space.hyper_parameters)
-        assert {key: values[key] for key in (LR, BATCH, "data.input_size")} == {
-            key: defaults[key] for key in (LR, BATCH, "data.input_size")}
+        assert {key: values[key] for key in (LR, BATCH)} == {key: defaults[key] for key in (LR, BATCH)}
         assert 2 <= values[EPOCHS] <= 4
+        sizes.append(values["data.input_size"])
         study.tell(trial, 0.5)
+    assert sizes == [[640, 640], [320, 320]]
     assert firsts[0]["RTMDet-Ins-tiny/data.augmentation"] == "auto"  # the recipe's own choice, as it comes
     assert len(open_study(storage, "s", {"A": {}}, firsts).get_trials(
         states=(optuna.trial.TrialState.WAITING,))) == 0
+    alone = first_params(build_spaces(["MaskRCNN-EfficientNetB2B"], [], []))
+    assert alone[0]["MaskRCNN-EfficientNetB2B/data.input_size"] == "[1024, 1024]"
 
 
 def test_the_running_trials_of_ended_processes_here_are_failed_at_once(tmp_path):
@@ -186,6 +192,28 @@ def test_trials_are_compared_at_equal_seconds_of_training_whatever_their_epochs(
     validate(slower, 33, 0.25, epoch=2)  # level with the best at 30 s, though only 2 epochs in
     with pytest.raises(optuna.TrialPruned, match="after 97 s of training, at epoch 6"):
         validate(slower, 97, 0.3, epoch=6)  # behind the recipe's 0.5 at 90 s
+
+
+def test_a_trial_is_compared_only_with_trials_of_its_own_template():
+    """Mask R-CNN at 0 after 90 s goes on beside RTMDet-Ins at 0.5 (its curve starts later), not beside a Mask R-CNN
+    trial at 0.3."""
+    study = open_study(open_storage("sqlite:///:memory:"), "s", {"A": {}}, [])
+    templates = optuna.distributions.CategoricalDistribution(["RTMDet-Ins-tiny", "MaskRCNN-EfficientNetB2B"])
+
+    def pruned(template: str, score: float) -> bool:
+        """Whether a new trial of ``template`` reporting ``score`` at 31 and 95 s is pruned (as TrialHook asks)."""
+        study.enqueue_trial({TEMPLATE: template})
+        trial = study.ask({TEMPLATE: templates})
+        for seconds in (31, 95):
+            trial.report(score, step=seconds)
+            if trial.should_prune():
+                return True
+        return False
+
+    assert pruned("RTMDet-Ins-tiny", 0.5) is False
+    assert pruned("MaskRCNN-EfficientNetB2B", 0.0) is False
+    assert pruned("MaskRCNN-EfficientNetB2B", 0.3) is False
+    assert pruned("MaskRCNN-EfficientNetB2B", 0.0) is True
 
 
 def test_an_unreachable_storage_is_one_paragraph_without_the_password():

@@ -78,12 +78,12 @@ def _run_study(storage: Any, study_name: str, spaces: list[Any], out: Path, dead
     from otxlite.training.run import TrainingInterrupted
     from otxlite.training.runner import sigterm_as_interrupt
     from otxlite.tuning.results import best_trial, trial_rows, trials_table, write_trials_csv
-    from otxlite.tuning.space import default_params
+    from otxlite.tuning.space import first_params
     from otxlite.tuning.study import fail_trials_of_ended_processes, open_study
     from otxlite.tuning.trial import run_trial
 
     setup = {space.template.name: space.describe() for space in spaces}
-    study = open_study(storage, study_name, setup, [default_params(space) for space in spaces])
+    study = open_study(storage, study_name, setup, first_params(spaces))
     fail_trials_of_ended_processes(study)  # a killed earlier run's trial: failed before this run counts the study
     counted = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     done = len(study.get_trials(deepcopy=False, states=counted))

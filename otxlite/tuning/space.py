@@ -13,6 +13,7 @@ from otxlite.core.templates import (Dimension, Template, apply_overrides, check_
                                     parse_dimension, parse_param)
 
 TEMPLATE = "template"  # the name of the template dimension
+INPUT_SIZE = "data.input_size"
 
 
 @dataclass(frozen=True)
@@ -82,20 +83,44 @@ def suggest(trial: Any, spaces: list[TemplateSpace]) -> tuple[TemplateSpace, dic
     return space, values
 
 
-def default_params(space: TemplateSpace) -> dict[str, Any]:
-    """The Optuna parameters of ``space``'s own recipe: the template and each dimension's default value where the
-    dimension holds it (the others are left to the sampler). A study tries these first, so that its best trial is
-    never worse than training the template as it comes."""
-    leaves = flatten_keys(space.hyper_parameters)
-    params: dict[str, Any] = {TEMPLATE: space.template.name}
-    for key, dim in space.dimensions.items():
-        default = leaves[key]
-        if dim.choices:
-            if default in dim.choices:
-                params[space.parameter(key)] = _label(default)
-        elif dim.low <= default <= dim.high:
-            params[space.parameter(key)] = default
-    return params
+def recipe_gigaflops(space: TemplateSpace, size: list[int] | None = None) -> float | None:
+    """GFLOPs of one image's forward with ``space``'s recipe at input ``size`` (default: the recipe's own), scaled
+    by area from the template's figure at its own size; None where the template does not state one."""
+    template = space.template
+    if template.gigaflops is None:
+        return None
+    own = flatten_keys(template.hyper_parameters)[INPUT_SIZE]
+    size = size or flatten_keys(space.hyper_parameters)[INPUT_SIZE]
+    return template.gigaflops * (size[0] * size[1]) / (own[0] * own[1])
+
+
+def first_params(spaces: list[TemplateSpace]) -> list[dict[str, Any]]:
+    """The Optuna parameters of the trials a new study runs first, one per template: its own recipe (the default
+    value of each dimension that holds it; the others are left to the sampler), so that every template has a score
+    soon and the study's best is never below the first template's recipe. A recipe whose forward costs more than the
+    cheapest template's is queued at the largest input size it searches that costs no more (else its smallest):
+    Mask R-CNN's 1024 px recipe cannot finish in a CPU budget, and alone in its template at the successive halving
+    rungs it would run uncompared to the deadline."""
+    costs = [cost for cost in (recipe_gigaflops(space) for space in spaces) if cost is not None]
+    cheapest = min(costs, default=None)
+    queued = []
+    for space in spaces:
+        leaves = flatten_keys(space.hyper_parameters)
+        params: dict[str, Any] = {TEMPLATE: space.template.name}
+        for key, dim in space.dimensions.items():
+            if dim.choices:
+                if leaves[key] in dim.choices:
+                    params[space.parameter(key)] = _label(leaves[key])
+            elif dim.low <= leaves[key] <= dim.high:
+                params[space.parameter(key)] = leaves[key]
+        sizes = space.dimensions.get(INPUT_SIZE)
+        cost = recipe_gigaflops(space)
+        if sizes and cheapest is not None and cost is not None and cost > cheapest:
+            ordered = sorted(sizes.choices, key=lambda size: size[0] * size[1])
+            affordable = [size for size in ordered if recipe_gigaflops(space, size) <= cheapest]
+            params[space.parameter(INPUT_SIZE)] = _label(affordable[-1] if affordable else ordered[0])
+        queued.append(params)
+    return queued
 
 
 def as_params(space: TemplateSpace, values: dict[str, Any]) -> list[str]:
