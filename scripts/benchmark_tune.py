@@ -4,7 +4,7 @@ For each real-photo set of ``tests/real_photos.py`` (the sets of the learning be
 scikit-image, a validation tile kept out of training), every side gets the same wall-clock budget on this machine,
 from random weights (``--no-pretrained``: no download, the worst case):
 
-* ``tuned``: one ``otxlite tune`` study over the templates (TPE + Hyperband over each template's ``hpo:`` space);
+* ``tuned``: one ``otxlite tune`` study over the templates (TPE and successive halving over each template's ``hpo:`` space);
   its result is the promoted best trial's validation mask mAP.
 * ``default/TEMPLATE``: the template's default recipe alone (every ``hpo:`` key fixed to the template's value, one
   trial), run by ``otxlite tune`` too, so the budget is enforced the same way: a recipe longer than the budget is

@@ -195,8 +195,8 @@ def test_trials_are_compared_at_equal_seconds_of_training_whatever_their_epochs(
 
 
 def test_a_trial_is_compared_only_with_trials_of_its_own_template():
-    """Mask R-CNN at 0 after 90 s goes on beside RTMDet-Ins at 0.5 (its curve starts later), not beside a Mask R-CNN
-    trial at 0.3."""
+    """Mask R-CNN at 0 after 90 s goes on beside RTMDet-Ins at 0.5 (its curve starts later) and beside a Mask R-CNN
+    trial at 0.006 (the same in hundredths), not beside one at 0.3."""
     study = open_study(open_storage("sqlite:///:memory:"), "s", {"A": {}}, [])
     templates = optuna.distributions.CategoricalDistribution(["RTMDet-Ins-tiny", "MaskRCNN-EfficientNetB2B"])
 
@@ -211,9 +211,10 @@ def test_a_trial_is_compared_only_with_trials_of_its_own_template():
         return False
 
     assert pruned("RTMDet-Ins-tiny", 0.5) is False
+    assert pruned("MaskRCNN-EfficientNetB2B", 0.006) is False
     assert pruned("MaskRCNN-EfficientNetB2B", 0.0) is False
     assert pruned("MaskRCNN-EfficientNetB2B", 0.3) is False
-    assert pruned("MaskRCNN-EfficientNetB2B", 0.0) is True
+    assert pruned("MaskRCNN-EfficientNetB2B", 0.001) is True
 
 
 def test_an_unreachable_storage_is_one_paragraph_without_the_password():

@@ -117,7 +117,7 @@ def tune(
     device: Device = "auto",
     verbose: Verbose = False,
 ) -> None:
-    """Search templates and hyper-parameters (Optuna: TPE sampling, trials compared at equal seconds of training and the weak ones stopped) within a time budget; the best trial's run folder becomes OUT/best.
+    """Search templates and hyper-parameters (Optuna: TPE sampling; each template's trials compared at equal seconds of training and the weak ones stopped) within a time budget; the best trial's run folder becomes OUT/best.
 
     Writes trials.csv, plots/ and performance.json (the winning template and hyper-parameters); rerun the same command to continue a stopped study.
 
