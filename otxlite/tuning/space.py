@@ -97,14 +97,14 @@ def recipe_gigaflops(space: TemplateSpace, size: list[int] | None = None) -> flo
 def first_params(spaces: list[TemplateSpace]) -> list[dict[str, Any]]:
     """The Optuna parameters of the trials a new study runs first, one per template: its own recipe (the default
     value of each dimension that holds it; the others are left to the sampler), so that every template has a score
-    soon and the study's best is never below the first template's recipe. A recipe whose forward costs more than the
+    soon and the study's best is never below the cheapest template's recipe. A recipe whose forward costs more than the
     cheapest template's is queued at the largest input size it searches that costs no more (else its smallest):
     Mask R-CNN's 1024 px recipe cannot finish in a CPU budget, and alone in its template at the successive halving
     rungs it would run uncompared to the deadline."""
-    costs = [cost for cost in (recipe_gigaflops(space) for space in spaces) if cost is not None]
-    cheapest = min(costs, default=None)
+    costs = [recipe_gigaflops(space) for space in spaces]
+    cheapest = min((cost for cost in costs if cost is not None), default=None)
     queued = []
-    for space in spaces:
+    for space, cost in zip(spaces, costs):
         leaves = flatten_keys(space.hyper_parameters)
         params: dict[str, Any] = {TEMPLATE: space.template.name}
         for key, dim in space.dimensions.items():
@@ -114,7 +114,6 @@ def first_params(spaces: list[TemplateSpace]) -> list[dict[str, Any]]:
             elif dim.low <= leaves[key] <= dim.high:
                 params[space.parameter(key)] = leaves[key]
         sizes = space.dimensions.get(INPUT_SIZE)
-        cost = recipe_gigaflops(space)
         if sizes and cheapest is not None and cost is not None and cost > cheapest:
             ordered = sorted(sizes.choices, key=lambda size: size[0] * size[1])
             affordable = [size for size in ordered if recipe_gigaflops(space, size) <= cheapest]
