@@ -93,7 +93,7 @@ def test_a_template_is_given_once():
 def test_a_template_with_a_bad_hpo_section_is_refused_when_loaded(tmp_path):
     source = REPO / "templates" / "instance_segmentation" / "rtmdet_ins_tiny.yaml"
     bad = tmp_path / "bad.yaml"
-    bad.write_text(source.read_text().replace("num_iters: {low: 20, high: 100, step: 10}",
+    bad.write_text(source.read_text().replace("num_iters: {low: 20, high: 200, step: 10}",
                                               "num_iters: {low: 0, high: 100}")
                    .replace("../../configs", str(source.parent.parent.parent / "configs")))
     with pytest.raises(OtxliteError, match=r"Template .*bad.yaml: hpo learning_parameters.num_iters=0 is out of range"):
