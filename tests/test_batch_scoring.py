@@ -1,7 +1,8 @@
 """Batch scoring with ``otxlite predict``: shards, resumable JSON lines, --max-errors, list files and globs, Ray.
 
 The quick tests check the bookkeeping alone (shard assignment, list files, the JSON-lines file's recovery, bad
-options); the slow ones score real images with the session's exported model (and a local Ray of 2 workers)."""
+options); the slow ones score real images with the session's exported model (and Ray: a local one of 2 workers,
+and a cluster started apart, reached with --ray-address)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -272,6 +275,35 @@ def test_ray_with_two_workers_scores_as_the_plain_run(exported_ir: Path, photos:
     assert result.images == 32
     assert lines(tmp_path / "ray") == lines(plain_run)
     assert (tmp_path / "ray" / "predictions.json").read_text() == (plain_run / "predictions.json").read_text()
+
+
+RAY_CLI = Path(sys.executable).parent / "ray"
+
+
+@pytest.fixture()
+def ray_cluster() -> Iterator[str]:
+    """The address of a Ray cluster started apart from the test (``ray start --head``, 2 CPUs), stopped after it."""
+    with socket.socket() as probe:  # a free port for the cluster's control store
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    started = subprocess.run([str(RAY_CLI), "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port),
+                              "--num-cpus", "2", "--include-dashboard", "false", "--disable-usage-stats"],
+                             capture_output=True, text=True)
+    try:
+        assert started.returncode == 0, started.stdout + started.stderr
+        yield f"127.0.0.1:{port}"
+    finally:
+        subprocess.run([str(RAY_CLI), "stop", "--force"], capture_output=True)
+
+
+def test_ray_address_scores_on_a_cluster_started_apart(exported_ir: Path, photos: Path, plain_run: Path,
+                                                       ray_cluster: str, tmp_path: Path) -> None:
+    result = otxlite("predict", "--load-weights", str(exported_ir), "-i", str(photos), "-o", str(tmp_path / "cluster"),
+                     "--confidence-threshold", "0.1", "--no-overlays", "--engine", "ray", "--ray-address", ray_cluster)
+    assert result.returncode == 0, result.stderr
+    assert lines(tmp_path / "cluster") == lines(plain_run)
+    status = subprocess.run([str(RAY_CLI), "status", "--address", ray_cluster], capture_output=True, text=True)
+    assert status.returncode == 0, status.stderr  # the cluster outlives the run: otxlite only disconnected from it
 
 
 class _Cluster:
