@@ -5,7 +5,6 @@ imports Optuna: a trial only needs ``suggest_categorical``, ``suggest_float`` an
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,8 +14,6 @@ from otxlite.core.templates import (Dimension, Template, apply_overrides, check_
 
 TEMPLATE = "template"  # the name of the template dimension
 INPUT_SIZE = "data.input_size"
-EPOCHS = "learning_parameters.num_iters"
-WARMUP = "learning_parameters.learning_rate_warmup_iters"
 
 
 @dataclass(frozen=True)
@@ -97,57 +94,30 @@ def recipe_gigaflops(space: TemplateSpace, size: list[int] | None = None) -> flo
     return template.gigaflops * (size[0] * size[1]) / (own[0] * own[1])
 
 
-def _on_grid(dim: Dimension, value: float) -> int:
-    """The value of integer dimension ``dim`` nearest to ``value``."""
-    step = int(dim.step or 1)
-    return int(dim.low + max(0, round((min(value, dim.high) - dim.low) / step)) * step)
-
-
-def _compressed(space: TemplateSpace, leaves: dict[str, Any], budget: float) -> dict[str, Any]:
-    """The input size and epochs (and warmup, cut in the same ratio) of ``space``'s recipe shortened to cost about
-    ``budget`` (GFLOPs of a forward times epochs, to the nearest searched epoch count): its own input size with fewer
-    epochs, else the largest searched size at which the fewest searched epochs fit, else the smallest size. Epochs
-    that are not searched (fixed by ``--param``, or a recipe's outside the searched range) stay: only the size shrinks."""
-    epochs_dim = space.dimensions.get(EPOCHS)
-    shortened = bool(epochs_dim and not epochs_dim.choices and epochs_dim.low <= leaves[EPOCHS] <= epochs_dim.high)
-    fewest = epochs_dim.low - (epochs_dim.step or 1) / 2 if shortened else leaves[EPOCHS]
-    own = leaves[INPUT_SIZE]
-    sizes_dim = space.dimensions.get(INPUT_SIZE)
-    sizes = [size for size in (sizes_dim.choices if sizes_dim else [own]) if size[0] * size[1] <= own[0] * own[1]]
-    sizes = sorted(sizes, key=lambda size: size[0] * size[1], reverse=True)
-    size = next((size for size in sizes if budget / recipe_gigaflops(space, size) >= fewest), sizes[-1])
-    if not shortened:
-        return {INPUT_SIZE: size}
-    epochs = _on_grid(epochs_dim, min(leaves[EPOCHS], budget / recipe_gigaflops(space, size)))
-    values: dict[str, Any] = {INPUT_SIZE: size, EPOCHS: epochs}
-    warmup_dim = space.dimensions.get(WARMUP)
-    if warmup_dim is not None and not warmup_dim.choices:
-        values[WARMUP] = _on_grid(warmup_dim, leaves[WARMUP] * epochs / leaves[EPOCHS])
-    return values
-
-
 def first_params(spaces: list[TemplateSpace]) -> list[dict[str, Any]]:
     """The Optuna parameters of the trials a new study runs first, one per template: its own recipe (the default
     value of each dimension that holds it; the others are left to the sampler), so that every template has a score
-    soon and the study's best is never below the cheapest template's recipe. A recipe whose training (GFLOPs of a
-    forward times epochs) costs more than the cheapest template's is shortened to that cost, keeping its input size
-    where the fewest searched epochs allow: the size is what a recipe chose for the detail of its objects (hubble's
-    small stars: Mask R-CNN at 320 px 0.12-0.16, at 1024 px 0.44), and Mask R-CNN's 1024 px recipe run whole would
-    take a CPU budget uncompared, alone in its template at the successive halving rungs."""
-    leaves = [flatten_keys(space.hyper_parameters) for space in spaces]
-    costs = [None if recipe_gigaflops(space) is None else recipe_gigaflops(space) * leaf[EPOCHS]
-             for space, leaf in zip(spaces, leaves)]
+    soon and the study's best is never below the cheapest template's recipe. A recipe whose forward costs more than the
+    cheapest template's is queued at the largest input size it searches that costs no more (else its smallest):
+    Mask R-CNN's 1024 px recipe cannot finish in a CPU budget, and alone in its template at the successive halving
+    rungs it would run uncompared to the deadline."""
+    costs = [recipe_gigaflops(space) for space in spaces]
     cheapest = min((cost for cost in costs if cost is not None), default=None)
     queued = []
-    for space, leaf, cost in zip(spaces, leaves, costs):
-        recipe = {**leaf, **(_compressed(space, leaf, cheapest) if cost is not None and cost > cheapest else {})}
+    for space, cost in zip(spaces, costs):
+        leaves = flatten_keys(space.hyper_parameters)
         params: dict[str, Any] = {TEMPLATE: space.template.name}
         for key, dim in space.dimensions.items():
             if dim.choices:
-                if recipe[key] in dim.choices:
-                    params[space.parameter(key)] = _label(recipe[key])
-            elif dim.low <= recipe[key] <= dim.high:
-                params[space.parameter(key)] = recipe[key]
+                if leaves[key] in dim.choices:
+                    params[space.parameter(key)] = _label(leaves[key])
+            elif dim.low <= leaves[key] <= dim.high:
+                params[space.parameter(key)] = leaves[key]
+        sizes = space.dimensions.get(INPUT_SIZE)
+        if sizes and cheapest is not None and cost is not None and cost > cheapest:
+            ordered = sorted(sizes.choices, key=lambda size: size[0] * size[1])
+            affordable = [size for size in ordered if recipe_gigaflops(space, size) <= cheapest]
+            params[space.parameter(INPUT_SIZE)] = _label(affordable[-1] if affordable else ordered[0])
         queued.append(params)
     return queued
 
