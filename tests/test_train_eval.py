@@ -113,29 +113,19 @@ def test_eval_rejects_unknown_label(trained_run, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_resume_continues_from_last_checkpoint(tiny_dataset: Path, tmp_path: Path) -> None:
-    first = train("MaskRCNN-ResNet18", tiny_dataset, output=tmp_path,
-                  params=FAST_PARAMS + ["learning_parameters.num_iters=1"], pretrained=False)
-    resumed = train("MaskRCNN-ResNet18", tiny_dataset, params=FAST_PARAMS + ["learning_parameters.num_iters=2"],
-                    resume_from=first.run_dir / "models/last.pth", pretrained=False)
-    assert resumed.run_dir == first.run_dir
-    rows = read_csv(tmp_path / "results.csv")
-    assert [int(r["epoch"]) for r in rows] == [1, 2]
-
-
-@pytest.mark.slow
-def test_results_csv_has_a_row_per_epoch(tiny_dataset: Path, tmp_path: Path) -> None:
+def test_results_csv_has_a_row_per_epoch_and_resume_continues_it(tiny_dataset: Path, tmp_path: Path) -> None:
     """Tiny data validates every few epochs: every epoch still gets its row (losses, learning rate), validation
-    columns filled where one ran; a resumed run keeps the header."""
-    train("MaskRCNN-ResNet18", tiny_dataset, output=tmp_path, params=FAST_PARAMS + ["learning_parameters.num_iters=3"],
-          pretrained=False)
+    columns filled where one ran; resuming from the last checkpoint continues the same run folder and its CSV."""
+    first = train("MaskRCNN-ResNet18", tiny_dataset, output=tmp_path,
+                  params=FAST_PARAMS + ["learning_parameters.num_iters=3"], pretrained=False)
     rows = read_csv(tmp_path / "results.csv")
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
     assert all(float(r["loss"]) > 0 and float(r["lr"]) > 0 for r in rows)
     assert rows[-1]["val/mask_mAP"] != "" and any(r["val/mask_mAP"] == "" for r in rows)
     header = (tmp_path / "results.csv").read_text().splitlines()[0]
-    train("MaskRCNN-ResNet18", tiny_dataset, params=FAST_PARAMS + ["learning_parameters.num_iters=4"],
-          resume_from=tmp_path / "models/last.pth", pretrained=False)
+    resumed = train("MaskRCNN-ResNet18", tiny_dataset, params=FAST_PARAMS + ["learning_parameters.num_iters=4"],
+                    resume_from=first.run_dir / "models/last.pth", pretrained=False)
+    assert resumed.run_dir == first.run_dir
     assert (tmp_path / "results.csv").read_text().splitlines()[0] == header
     assert [int(r["epoch"]) for r in read_csv(tmp_path / "results.csv")] == [1, 2, 3, 4]
 
