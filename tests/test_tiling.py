@@ -153,7 +153,7 @@ TILE = 128
 
 @slow_fixture(scope="module")
 def tiled_maskrcnn(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
-    """(data, weights.pth, IR) of a Mask R-CNN trained for 2 epochs on 128 px tiles of 384 px images."""
+    """(data, weights.pth, IR) of a Mask R-CNN trained for 1 epoch on 128 px tiles of 384 px images."""
     from otxlite.export.pipeline import export_openvino
     from otxlite.app.train import train
     from otxlite.data.sample_data import make_small_objects_dataset
@@ -162,7 +162,7 @@ def tiled_maskrcnn(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path
     data = make_small_objects_dataset(root / "data", 2, 1, 384, 25)
     result = train("MaskRCNN-ResNet18", data, output=root / "run", pretrained=False, device="cpu", params=[
         "tiling.enable=true", f"tiling.tile_size={TILE}", "tiling.overlap=0.25", f"data.input_size=[{TILE},{TILE}]",
-        "learning_parameters.num_iters=2", "learning_parameters.batch_size=4", "learning_parameters.num_workers=0"])
+        "learning_parameters.num_iters=1", "learning_parameters.batch_size=4", "learning_parameters.num_workers=0"])
     return data, result.weights, export_openvino(result.weights, root / "ir")
 
 
